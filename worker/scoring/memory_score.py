@@ -1,0 +1,120 @@
+"""MemoryScore: the memories x responses divergence matrix and what is read off it."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from typing import Literal
+
+import numpy as np
+import numpy.typing as npt
+
+Metric = Literal["drop", "net"]
+
+#: important_memories_for_entry() lists memories scoring above this.
+IMPORTANCE_THRESHOLD = 0.01
+
+
+@dataclass(frozen=True, eq=False)
+class MemoryScore:
+    """Leave-one-out divergences of one conversation.
+
+    ``matrix[i, j]`` is how much response ``j`` lost (in nats, summed over its
+    tokens) when memory ``i`` was left out. Row sums are memory importance, column
+    sums are each response's dependence on memory.
+    """
+
+    memory_keys: tuple[str, ...]
+    memory_entry_indices: tuple[int, ...]
+    response_entry_indices: tuple[int, ...]
+    response_token_counts: tuple[int, ...]
+    matrix: npt.NDArray[np.float64]
+    metric: Metric = "drop"
+    noise_floor: float = 0.0
+    _memory_weights: npt.NDArray[np.float64] = field(init=False, repr=False)
+    _response_scores: npt.NDArray[np.float64] = field(init=False, repr=False)
+
+    def __post_init__(self) -> None:
+        n, r = len(self.memory_keys), len(self.response_entry_indices)
+        if self.matrix.shape != (n, r):
+            raise ValueError(f"matrix shape {self.matrix.shape} does not match {n} x {r}")
+        if len(self.memory_entry_indices) != n or len(self.response_token_counts) != r:
+            raise ValueError("index tuples do not match the matrix")
+        self.matrix.setflags(write=False)
+        object.__setattr__(self, "_memory_weights", self.matrix.sum(axis=1))
+        object.__setattr__(self, "_response_scores", self.matrix.sum(axis=0))
+
+    @classmethod
+    def empty(
+        cls,
+        memory_keys: tuple[str, ...] = (),
+        memory_entry_indices: tuple[int, ...] = (),
+        response_entry_indices: tuple[int, ...] = (),
+        response_token_counts: tuple[int, ...] = (),
+        metric: Metric = "drop",
+    ) -> MemoryScore:
+        """A conversation with no memories or no responses: nothing to attribute."""
+        shape = (len(memory_keys), len(response_entry_indices))
+        return cls(
+            memory_keys=memory_keys,
+            memory_entry_indices=memory_entry_indices,
+            response_entry_indices=response_entry_indices,
+            response_token_counts=response_token_counts or (0,) * shape[1],
+            matrix=np.zeros(shape, dtype=np.float64),
+            metric=metric,
+        )
+
+    @property
+    def is_empty(self) -> bool:
+        return self.matrix.size == 0
+
+    @property
+    def memory_weights(self) -> list[tuple[str, float]]:
+        """(memory key, importance = row sum), in conversation order."""
+        return [(k, float(w)) for k, w in zip(self.memory_keys, self._memory_weights, strict=True)]
+
+    @property
+    def response_scores(self) -> list[float]:
+        """Each response's dependence on memory (column sum), in conversation order."""
+        return [float(s) for s in self._response_scores]
+
+    def important_memories_for_entry(self, entry_index: int) -> list[tuple[str, float]]:
+        """(key, score) of the memories response ``entry_index`` used, highest first."""
+        try:
+            column = self.response_entry_indices.index(entry_index)
+        except ValueError:
+            raise KeyError(f"entry {entry_index} is not a scored assistant response") from None
+        pairs = [
+            (key, float(self.matrix[row, column]))
+            for row, key in enumerate(self.memory_keys)
+            if self.matrix[row, column] > IMPORTANCE_THRESHOLD
+        ]
+        return sorted(pairs, key=lambda pair: pair[1], reverse=True)
+
+    def to_dict(self) -> dict[str, object]:
+        """Plain JSON-ready form (the `memscore score --format json` shape)."""
+        return {
+            "memory_keys": list(self.memory_keys),
+            "memory_entry_indices": list(self.memory_entry_indices),
+            "memory_weights": [[k, w] for k, w in self.memory_weights],
+            "response_entry_indices": list(self.response_entry_indices),
+            "response_token_counts": list(self.response_token_counts),
+            "response_scores": self.response_scores,
+            "matrix": self.matrix.tolist(),
+            "metric": self.metric,
+            "noise_floor": self.noise_floor,
+        }
+
+
+@dataclass(frozen=True)
+class ConversationScore:
+    """One scored event: the MemoryScore plus what it cost. What the store persists."""
+
+    event_id: str
+    conversation_id: str
+    model: str
+    score: MemoryScore
+    requests: int
+    prompt_tokens: int
+    response_tokens: int
+    duration_seconds: float
+    scorer_version: str
