@@ -61,6 +61,9 @@ class Settings(BaseSettings):
     retry_max_seconds: float = Field(default=30.0, gt=0)
     breaker_failure_threshold: int = Field(default=5, ge=1)
     breaker_reset_seconds: float = Field(default=15.0, gt=0)
+    # Ask for prompt_token_ids (vLLM >= 0.10.2; older servers ignore the field) so the
+    # prompt's tokens are known exactly even when a dict holds top-k candidates.
+    vllm_return_token_ids: bool = True
 
     # --- limits ----------------------------------------------------------------
     max_inflight_requests: int = Field(default=8, ge=1)

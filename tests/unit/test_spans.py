@@ -1,0 +1,136 @@
+"""Locating assistant responses in the prompt's tokens, across chat templates."""
+
+from __future__ import annotations
+
+import pytest
+
+from tests.unit import vllm_shapes
+from worker.errors import ResponseLocateError
+from worker.scoring.spans import MessagePattern, locate_responses, response_segments
+from worker.scoring.tokens import normalize_token_texts
+
+CONVERSATION = [
+    ("system", "You are a helpful assistant."),
+    ("user", "[memory] The user's dog is named Biscuit."),
+    ("user", "What is my dog called? Ask the assistant."),
+    ("assistant", "Your dog is called Biscuit."),
+    ("user", "And where do I live?"),
+    ("assistant", "  I don't know where you live.  "),
+]
+
+
+def located_texts(texts: list[str], messages: list[tuple[str, str]]) -> list[str]:
+    patterns = [MessagePattern.for_message(role, content) for role, content in messages]
+    return ["".join(texts[i] for i in span) for span in locate_responses(texts, patterns)]
+
+
+@pytest.mark.parametrize("template", [vllm_shapes.chatml, vllm_shapes.llama3, vllm_shapes.qwen3])
+def test_responses_are_found_in_each_template(template: object) -> None:
+    texts = vllm_shapes.tokenize(template(CONVERSATION))  # type: ignore[operator]
+    assert located_texts(texts, CONVERSATION) == [
+        "Your dog is called Biscuit.",
+        "I don't know where you live.",
+    ]
+
+
+def test_smollm2_split_assistant_header_does_not_matter() -> None:
+    texts: list[str] = []
+    for token in vllm_shapes.tokenize(vllm_shapes.chatml(CONVERSATION)):
+        texts.extend(["ass", "istant"] if token == "assistant" else [token])
+    assert located_texts(texts, CONVERSATION)[0] == "Your dog is called Biscuit."
+
+
+def test_role_header_and_end_of_turn_are_not_part_of_the_response() -> None:
+    texts = vllm_shapes.tokenize(vllm_shapes.chatml(CONVERSATION))
+    patterns = [MessagePattern.for_message(r, c) for r, c in CONVERSATION]
+    span = locate_responses(texts, patterns)[0]
+    assert [texts[i] for i in span] == ["Your", " dog", " is", " called", " Biscuit", "."]
+
+
+def test_answer_quoted_in_an_earlier_user_message_is_not_mistaken_for_it() -> None:
+    messages = [
+        ("system", "Be brief."),
+        ("user", "Say exactly: Your dog is called Biscuit."),
+        ("assistant", "Your dog is called Biscuit."),
+    ]
+    texts = vllm_shapes.tokenize(vllm_shapes.chatml(messages))
+    span = locate_responses(texts, [MessagePattern.for_message(r, c) for r, c in messages])[0]
+    # The response's tokens come after the user's quote of the same words.
+    assert min(span) > texts.index("<|im_start|>", 5)
+
+
+def test_think_block_of_the_last_turn_is_excluded_and_earlier_ones_are_dropped() -> None:
+    messages = [
+        ("system", "Think first."),
+        ("user", "Dog's name?"),
+        ("assistant", "<think>The memory says Biscuit.</think>Biscuit."),
+        ("user", "Cat's name?"),
+        ("assistant", "<think>\nThe answer is Zoe, Zoe.\n</think>\n\nZoe."),
+    ]
+    rendered = vllm_shapes.qwen3(messages)
+    assert "The memory says" not in rendered  # the template dropped the first reasoning
+    texts = vllm_shapes.tokenize(rendered)
+    assert located_texts(texts, messages) == ["Biscuit.", "Zoe."]
+
+
+def test_non_ascii_split_into_replacement_characters_is_found() -> None:
+    messages = [
+        ("system", "s"),
+        ("user", "Where does Zoë live?"),
+        ("assistant", "Zoë lives in Łódź 🐈."),
+    ]
+    texts = vllm_shapes.tokenize(vllm_shapes.chatml(messages))
+    assert "\ufffd" in texts
+    found = located_texts(texts, messages)[0]
+    assert found.startswith("Zo\ufffd\ufffd lives in \ufffd")
+    assert found.endswith("\ufffd.")
+
+
+def test_legacy_byte_level_pieces_are_decoded() -> None:
+    pieces = [
+        "<|im_start|>",
+        "assistant",
+        "Ċ",
+        "Your",
+        "Ġdog",
+        "Ġis",
+        "ĠBiscuit",
+        ".",
+        "<|im_end|>",
+    ]
+    texts = normalize_token_texts(pieces)
+    assert "".join(texts) == "<|im_start|>assistant\nYour dog is Biscuit.<|im_end|>"
+
+
+def test_legacy_sentencepiece_pieces_are_decoded() -> None:
+    pieces = ["<s>", "▁Your", "▁dog", "▁is", "▁Biscuit", ".", "<0x0A>"]
+    assert "".join(normalize_token_texts(pieces)) == "<s> Your dog is Biscuit.\n"
+
+
+def test_pieces_without_their_spaces_still_match() -> None:
+    # Some releases decode SentencePiece tokens one by one and lose the spaces.
+    texts = ["<|im_start|>", "assistant", "\n", "Your", "dog", "is", "Biscuit", ".", "<|im_end|>"]
+    patterns = [MessagePattern.for_message("assistant", "Your dog is Biscuit.")]
+    assert [len(s) for s in locate_responses(texts, patterns)] == [5]
+
+
+def test_missing_response_raises_an_error_naming_it() -> None:
+    messages = [("system", "s"), ("user", "q"), ("assistant", "Biscuit."), ("assistant", "Rex.")]
+    texts = vllm_shapes.tokenize(vllm_shapes.chatml(messages[:3]))
+    with pytest.raises(ResponseLocateError, match="response 1") as info:
+        locate_responses(texts, [MessagePattern.for_message(r, c) for r, c in messages])
+    assert info.value.response_index == 1
+
+
+@pytest.mark.parametrize(
+    ("content", "segments"),
+    [
+        ("plain", ["plain"]),
+        ("<think>x</think>answer", ["answer"]),
+        ("  <think>a\nb</think>\n\n answer  ", ["answer"]),
+        ("<think>only reasoning</think>", []),
+        ("before <think>x</think> after", ["before", "after"]),
+    ],
+)
+def test_response_segments_leave_out_reasoning(content: str, segments: list[str]) -> None:
+    assert response_segments(content) == segments

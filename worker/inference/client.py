@@ -1,0 +1,263 @@
+"""The vLLM client: least-loaded endpoint choice, retries, breakers, error translation.
+
+httpx is used only here. Library errors become worker.errors at this boundary:
+connection errors, timeouts, 429, 5xx and auth failures are InferenceUnavailable
+(retried; never a reason to DLQ an event); "maximum context length" is
+ContextLengthError and other 4xx ModelRequestRejected (the event is bad).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import random
+import time
+from collections.abc import Sequence
+from dataclasses import dataclass, field
+from types import TracebackType
+from typing import Any
+from urllib.parse import urlsplit
+
+import httpx
+import msgspec
+
+from worker.errors import (
+    ContextLengthError,
+    InferenceResponseError,
+    InferenceUnavailable,
+    ModelRequestRejected,
+)
+from worker.inference.breaker import CircuitBreaker
+from worker.inference.limiter import InflightLimiter
+from worker.inference.response import AmbiguousPromptTokens, parse_prompt_logprobs
+from worker.observability import metrics
+from worker.scoring.tokens import TokenStream
+
+log = logging.getLogger(__name__)
+
+_RETRYABLE_STATUS = frozenset({408, 425, 429})
+_MAX_ERROR_TEXT = 300
+
+
+@dataclass(frozen=True)
+class ClientConfig:
+    base_urls: Sequence[str]
+    api_key: str | None = None
+    timeout_seconds: float = 600.0
+    connect_timeout_seconds: float = 10.0
+    max_attempts: int = 6
+    retry_base_seconds: float = 0.5
+    retry_max_seconds: float = 30.0
+    breaker_failure_threshold: int = 5
+    breaker_reset_seconds: float = 15.0
+    return_token_ids: bool = True
+
+
+@dataclass
+class _Endpoint:
+    base_url: str
+    host: str
+    breaker: CircuitBreaker
+    inflight: int = 0
+    served: int = field(default=0)
+
+
+@dataclass(frozen=True)
+class PromptScores:
+    """What one scoring request returned: the token stream and what it cost."""
+
+    tokens: TokenStream
+    prompt_tokens: int
+    endpoint: str
+
+
+def _error_text(response: httpx.Response) -> str:
+    try:
+        body = response.json()
+        message = body.get("message") or body.get("error", {}).get("message") or ""
+    except (ValueError, AttributeError):
+        message = response.text
+    return str(message)[:_MAX_ERROR_TEXT]
+
+
+class InferenceClient:
+    """Sends scoring requests to a pool of vLLM servers. Use as an async context manager."""
+
+    def __init__(self, config: ClientConfig, limiter: InflightLimiter) -> None:
+        if not config.base_urls:
+            raise ValueError("at least one model server URL is required")
+        self.config = config
+        self.limiter = limiter
+        self._endpoints = [
+            _Endpoint(
+                base_url=url.rstrip("/"),
+                host=urlsplit(url).netloc or url,
+                breaker=CircuitBreaker(
+                    config.breaker_failure_threshold, config.breaker_reset_seconds
+                ),
+            )
+            for url in config.base_urls
+        ]
+        headers = {"Authorization": f"Bearer {config.api_key}"} if config.api_key else {}
+        self._http = httpx.AsyncClient(
+            headers=headers,
+            timeout=httpx.Timeout(config.timeout_seconds, connect=config.connect_timeout_seconds),
+            limits=httpx.Limits(max_connections=None, max_keepalive_connections=64),
+        )
+        for endpoint in self._endpoints:
+            metrics.CIRCUIT_STATE.labels("vllm", endpoint.host).set(0)
+
+    async def __aenter__(self) -> InferenceClient:
+        return self
+
+    async def __aexit__(
+        self,
+        exc_type: type[BaseException] | None,
+        exc: BaseException | None,
+        tb: TracebackType | None,
+    ) -> None:
+        await self._http.aclose()
+
+    def available(self) -> bool:
+        """Is any endpoint's breaker letting calls through? (For pausing intake.)"""
+        now = time.monotonic()
+        return any(e.breaker.allows(now) for e in self._endpoints)
+
+    def _choose(self) -> _Endpoint | None:
+        now = time.monotonic()
+        usable = [e for e in self._endpoints if e.breaker.allows(now)]
+        if not usable:
+            return None
+        return min(usable, key=lambda e: (e.inflight, e.served))
+
+    def _backoff(self, attempt: int) -> float:
+        ceiling = min(self.config.retry_max_seconds, self.config.retry_base_seconds * 2**attempt)
+        return random.uniform(ceiling / 2, ceiling)  # jitter: no thundering herd
+
+    async def prompt_logprobs(
+        self, *, model: str, messages: list[dict[str, str]], estimated_tokens: int
+    ) -> PromptScores:
+        """Score one prompt, retrying what retrying can fix."""
+        payload: dict[str, Any] = {
+            "model": model,
+            "messages": messages,
+            "max_tokens": 1,
+            "prompt_logprobs": 0,
+            "stream": False,
+        }
+        if self.config.return_token_ids:
+            payload["return_token_ids"] = True
+        body = msgspec.json.encode(payload)
+        last_error: Exception | None = None
+        for attempt in range(self.config.max_attempts):
+            if attempt:
+                metrics.RETRIES.labels("vllm").inc()
+                await asyncio.sleep(self._backoff(attempt - 1))
+            endpoint = self._choose()
+            if endpoint is None:
+                wait = min(e.breaker.seconds_until_trial(time.monotonic()) for e in self._endpoints)
+                last_error = InferenceUnavailable("every model server's circuit is open")
+                await asyncio.sleep(min(wait, self.config.retry_max_seconds))
+                continue
+            try:
+                async with self.limiter.slot(estimated_tokens):
+                    return await self._send(endpoint, body, model, messages)
+            except (InferenceUnavailable, InferenceResponseError) as exc:
+                last_error = exc
+                log.warning(
+                    "model request failed, will retry",
+                    extra={
+                        "endpoint": endpoint.host,
+                        "error_class": exc.error_class,
+                        "attempt": attempt + 1,
+                    },
+                )
+        assert last_error is not None
+        raise last_error
+
+    async def _send(
+        self, endpoint: _Endpoint, body: bytes, model: str, messages: list[dict[str, str]]
+    ) -> PromptScores:
+        now = time.monotonic()
+        endpoint.breaker.on_start(now)
+        endpoint.inflight += 1
+        outcome = "error"
+        started = time.perf_counter()
+        try:
+            result = await self._post(endpoint, body, model, messages)
+            outcome = "ok"
+            endpoint.breaker.on_success()
+            endpoint.served += 1
+            return result
+        except (ContextLengthError, ModelRequestRejected):
+            outcome = "rejected"
+            endpoint.breaker.on_success()  # the server is healthy; the input is not
+            raise
+        except (InferenceUnavailable, InferenceResponseError):
+            endpoint.breaker.on_failure(time.monotonic())
+            raise
+        finally:
+            endpoint.inflight -= 1
+            metrics.VLLM_REQUEST_DURATION.labels(endpoint.host, outcome).observe(
+                time.perf_counter() - started
+            )
+            metrics.CIRCUIT_STATE.labels("vllm", endpoint.host).set(
+                int(endpoint.breaker.state(time.monotonic()))
+            )
+
+    async def _post(
+        self, endpoint: _Endpoint, body: bytes, model: str, messages: list[dict[str, str]]
+    ) -> PromptScores:
+        url = f"{endpoint.base_url}/v1/chat/completions"
+        try:
+            response = await self._http.post(
+                url, content=body, headers={"Content-Type": "application/json"}
+            )
+        except httpx.TransportError as exc:
+            raise InferenceUnavailable(
+                f"{type(exc).__name__} talking to {endpoint.host}", endpoint.host
+            ) from None
+        self._raise_for_status(response, endpoint)
+        try:
+            tokens = parse_prompt_logprobs(response.content)
+        except AmbiguousPromptTokens:
+            ids = await self._tokenize(endpoint, model, messages)
+            tokens = parse_prompt_logprobs(response.content, prompt_token_ids=ids)
+        return PromptScores(tokens=tokens, prompt_tokens=len(tokens), endpoint=endpoint.host)
+
+    async def _tokenize(
+        self, endpoint: _Endpoint, model: str, messages: list[dict[str, str]]
+    ) -> list[int]:
+        try:
+            response = await self._http.post(
+                f"{endpoint.base_url}/tokenize", json={"model": model, "messages": messages}
+            )
+        except httpx.TransportError as exc:
+            raise InferenceUnavailable(
+                f"{type(exc).__name__} talking to {endpoint.host}", endpoint.host
+            ) from None
+        self._raise_for_status(response, endpoint)
+        try:
+            tokens = response.json()["tokens"]
+        except (ValueError, KeyError, TypeError):
+            raise InferenceResponseError("unreadable /tokenize response") from None
+        if not isinstance(tokens, list) or not all(isinstance(t, int) for t in tokens):
+            raise InferenceResponseError("unreadable /tokenize response")
+        return tokens
+
+    @staticmethod
+    def _raise_for_status(response: httpx.Response, endpoint: _Endpoint) -> None:
+        status = response.status_code
+        if status < 400:
+            return
+        text = _error_text(response)
+        if status in _RETRYABLE_STATUS or status >= 500:
+            raise InferenceUnavailable(f"{endpoint.host} answered {status}: {text}", endpoint.host)
+        if status in (401, 403):
+            # A configuration problem, not a bad event: pause and alert, never DLQ.
+            raise InferenceUnavailable(
+                f"{endpoint.host} refused our credentials ({status})", endpoint.host
+            )
+        if "context length" in text.lower() or "too long" in text.lower():
+            raise ContextLengthError(f"the model rejected the conversation: {text}")
+        raise ModelRequestRejected(f"{endpoint.host} answered {status}: {text}", status)

@@ -1,0 +1,194 @@
+"""Score one conversation: one baseline request plus one ablation per memory.
+
+Requests go out concurrently, bounded by the shared InflightLimiter inside the
+client; each response is reduced to its assistant-response tokens as soon as it
+arrives, so memory use does not grow with N x prompt length.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import time
+from collections.abc import Coroutine, Sequence
+from dataclasses import dataclass
+from typing import Any, Protocol, TypeVar
+
+from worker import SCORER_VERSION
+from worker.errors import MemscoreError, PoisonEventError
+from worker.events.schema import ConversationEvent, MemoryEntry
+from worker.inference.client import PromptScores
+from worker.observability import metrics
+from worker.scoring import (
+    ConversationScore,
+    MemoryScore,
+    MessagePattern,
+    Metric,
+    ResponseTokens,
+    build_memory_score,
+    locate_responses,
+)
+
+log = logging.getLogger(__name__)
+_T = TypeVar("_T")
+
+# A cheap upper-ish estimate of tokens per character, used only to reserve the
+# token budget for the baseline before the server has told us the real count.
+_CHARS_PER_TOKEN = 3
+_TOKENS_PER_MESSAGE = 8
+
+
+class PromptScorer(Protocol):
+    async def prompt_logprobs(
+        self, *, model: str, messages: list[dict[str, str]], estimated_tokens: int
+    ) -> PromptScores: ...
+
+
+@dataclass(frozen=True)
+class ScoringOptions:
+    default_model: str
+    metric: Metric = "drop"
+    noise_floor: float = 0.0
+
+
+@dataclass(frozen=True)
+class _Message:
+    entry_index: int | None  # None for the system prompt and the context message
+    role: str
+    content: str
+    pattern: MessagePattern
+
+
+def _plan(event: ConversationEvent) -> list[_Message]:
+    messages = [
+        _Message(None, "system", event.system_prompt, MessagePattern.for_message("system", ""))
+    ]
+    if event.context_message is not None:
+        messages.append(
+            _Message(
+                None,
+                "user",
+                event.context_message,
+                MessagePattern.for_message("user", event.context_message),
+            )
+        )
+    for index, entry in enumerate(event.entries):
+        messages.append(
+            _Message(
+                index,
+                entry.role,
+                entry.content,
+                MessagePattern.for_message(entry.role, entry.content),
+            )
+        )
+    return messages
+
+
+class ConversationScorer:
+    def __init__(self, client: PromptScorer, options: ScoringOptions) -> None:
+        self.client = client
+        self.options = options
+
+    async def score(self, event: ConversationEvent) -> ConversationScore:
+        started = time.perf_counter()
+        model = event.model or self.options.default_model
+        memory_indices = event.memory_indices
+        response_indices = event.response_indices
+        keys = tuple(entry.key for entry in event.entries if isinstance(entry, MemoryEntry))
+        if not memory_indices or not response_indices:
+            return ConversationScore(
+                event_id=event.event_id,
+                conversation_id=event.conversation_id,
+                model=model,
+                score=MemoryScore.empty(
+                    keys, tuple(memory_indices), tuple(response_indices), metric=self.options.metric
+                ),
+                requests=0,
+                prompt_tokens=0,
+                response_tokens=0,
+                duration_seconds=time.perf_counter() - started,
+                scorer_version=SCORER_VERSION,
+            )
+        plan = _plan(event)
+        estimate = sum(
+            len(m.content) for m in plan
+        ) // _CHARS_PER_TOKEN + _TOKENS_PER_MESSAGE * len(plan)
+        baseline, baseline_scores = await self._request(model, plan, None, estimate)
+        total = len(memory_indices)
+        done = 0
+
+        async def ablation(number: int, entry_index: int) -> tuple[ResponseTokens, int]:
+            nonlocal done
+            tokens, scores = await self._request(
+                model, plan, entry_index, baseline_scores.prompt_tokens
+            )
+            done += 1
+            metrics.ABLATIONS_COMPLETED.inc()
+            log.debug(
+                "ablation scored",
+                extra={"event_id": event.event_id, "memory": number + 1, "of": total, "done": done},
+            )
+            return tokens, scores.prompt_tokens
+
+        results = await _gather_first_error([ablation(n, i) for n, i in enumerate(memory_indices)])
+        score = build_memory_score(
+            memory_keys=keys,
+            memory_entry_indices=memory_indices,
+            response_entry_indices=response_indices,
+            baseline=baseline,
+            ablations=[tokens for tokens, _ in results],
+            metric=self.options.metric,
+            noise_floor=self.options.noise_floor,
+        )
+        return ConversationScore(
+            event_id=event.event_id,
+            conversation_id=event.conversation_id,
+            model=model,
+            score=score,
+            requests=1 + total,
+            prompt_tokens=baseline_scores.prompt_tokens + sum(n for _, n in results),
+            response_tokens=sum(baseline.token_counts),
+            duration_seconds=time.perf_counter() - started,
+            scorer_version=SCORER_VERSION,
+        )
+
+    async def _request(
+        self, model: str, plan: Sequence[_Message], drop: int | None, estimate: int
+    ) -> tuple[ResponseTokens, PromptScores]:
+        sent = [m for m in plan if drop is None or m.entry_index != drop]
+        scores = await self.client.prompt_logprobs(
+            model=model,
+            messages=[{"role": m.role, "content": m.content} for m in sent],
+            estimated_tokens=estimate,
+        )
+        stream = scores.tokens
+        spans = locate_responses(stream.texts, [m.pattern for m in sent])
+        return (
+            ResponseTokens(
+                token_ids=[stream.token_ids[s] for s in spans],
+                logprobs=[stream.logprobs[s] for s in spans],
+            ),
+            scores,
+        )
+
+
+async def _gather_first_error(
+    coros: Sequence[Coroutine[Any, Any, _T]],
+) -> list[_T]:
+    """Run all; on failure cancel the rest and raise the most telling error.
+
+    A poison error (the event is bad) wins over a transient one, so the event is
+    DLQ'd instead of retried forever.
+    """
+    tasks = [asyncio.ensure_future(c) for c in coros]
+    try:
+        return list(await asyncio.gather(*tasks))
+    except BaseException:
+        for task in tasks:
+            task.cancel()
+        outcomes = await asyncio.gather(*tasks, return_exceptions=True)
+        errors = [o for o in outcomes if isinstance(o, MemscoreError)]
+        poison = [e for e in errors if isinstance(e, PoisonEventError)]
+        if poison:
+            raise poison[0] from None
+        raise
