@@ -13,7 +13,8 @@
     ├── DependencyUnavailable     retrying later helps: never DLQ'd
     │   ├── InferenceUnavailable    connection error, timeout, 429, 5xx
     │   └── StoreUnavailable        PostgreSQL unreachable
-    └── FatalError                the process must stop (bad settings, DLQ guard tripped)
+    └── FatalError                the process must stop (bad settings)
+        └── DlqGuardTripped         too many recent events went to the DLQ
 
 Errors carry data (which event, which response, why) in attributes and in their
 message, but never memory or message text: that is users' personal data.
@@ -115,3 +116,9 @@ class FatalError(MemscoreError):
     """The process cannot go on (bad configuration, DLQ guard tripped)."""
 
     error_class = "fatal"
+
+
+class DlqGuardTripped(FatalError):
+    """Too many recent events went to the DLQ: likely a bad deploy, not bad events."""
+
+    error_class = "dlq_guard"

@@ -1,10 +1,177 @@
-"""`memscore run` (being built: see the issue tracker)."""
+"""`memscore run`: the daemon's lifecycle — start, loop, drain, close.
+
+Exit codes: 0 after a clean shutdown (SIGTERM/SIGINT), 1 on a crash or when a
+dependency cannot be reached at start-up, 2 for bad settings, 3 when the DLQ
+guard stops the process.
+"""
 
 from __future__ import annotations
 
+import asyncio
+import contextlib
+import logging
+import signal
 import sys
+
+from aiokafka import AIOKafkaConsumer, AIOKafkaProducer
+from aiokafka.errors import KafkaError
+
+from worker import SCORER_VERSION, __version__
+from worker.consumer.guard import DlqGuard
+from worker.consumer.kafka import build_consumer, build_producer
+from worker.consumer.loop import ConsumerLoop, LoopOptions
+from worker.consumer.processor import DependencyGate, RecordProcessor
+from worker.errors import DlqGuardTripped, FatalError
+from worker.inference.client import ClientConfig, InferenceClient
+from worker.inference.limiter import InflightLimiter
+from worker.inference.scorer import ConversationScorer, ScoringOptions
+from worker.observability.health import HealthState, Readiness
+from worker.observability.logging import configure_logging
+from worker.observability.server import ObservabilityServer
+from worker.settings import Settings, load_settings
+from worker.store import ScoreStore
+
+log = logging.getLogger("worker.run")
+_STARTUP_ATTEMPTS = 12
+
+
+def client_config(settings: Settings) -> ClientConfig:
+    return ClientConfig(
+        base_urls=settings.vllm_urls,
+        api_key=settings.api_key(),
+        timeout_seconds=settings.vllm_timeout_seconds,
+        connect_timeout_seconds=settings.vllm_connect_timeout_seconds,
+        max_attempts=settings.vllm_max_attempts,
+        retry_base_seconds=settings.retry_base_seconds,
+        retry_max_seconds=settings.retry_max_seconds,
+        breaker_failure_threshold=settings.breaker_failure_threshold,
+        breaker_reset_seconds=settings.breaker_reset_seconds,
+        return_token_ids=settings.vllm_return_token_ids,
+    )
+
+
+async def _start_kafka(client: AIOKafkaConsumer | AIOKafkaProducer, what: str) -> None:
+    for attempt in range(_STARTUP_ATTEMPTS):
+        try:
+            await client.start()
+            return
+        except KafkaError as exc:
+            log.warning(
+                "kafka not reachable yet",
+                extra={"client": what, "attempt": attempt + 1, "exc_type": type(exc).__name__},
+            )
+            await asyncio.sleep(min(2.0**attempt, 10.0))
+    raise FatalError(f"kafka {what} could not connect after {_STARTUP_ATTEMPTS} attempts")
+
+
+async def serve(settings: Settings) -> None:
+    health = HealthState(stale_after_seconds=settings.liveness_stale_seconds)
+    limiter = InflightLimiter(settings.max_inflight_requests, settings.max_inflight_tokens)
+    consumer = build_consumer(settings)
+    producer = build_producer(settings)
+    async with (
+        ScoreStore.connect(
+            settings.require_database_url(), pool_size=settings.database_pool_size
+        ) as store,
+        InferenceClient(client_config(settings), limiter) as client,
+    ):
+        readiness = Readiness(health, store.ping)
+
+        async def alive() -> tuple[bool, str]:
+            return health.alive()
+
+        async with ObservabilityServer(
+            settings.http_host, settings.http_port, alive=alive, ready=readiness.ready
+        ):
+            await _start_kafka(producer, "producer")
+            try:
+                await _start_kafka(consumer, "consumer")
+                try:
+                    await _consume(settings, consumer, producer, store, client, health)
+                finally:
+                    await consumer.stop()
+            finally:
+                await producer.stop()
+
+
+async def _consume(
+    settings: Settings,
+    consumer: AIOKafkaConsumer,
+    producer: AIOKafkaProducer,
+    store: ScoreStore,
+    client: InferenceClient,
+    health: HealthState,
+) -> None:
+    gate = DependencyGate()
+    scorer = ConversationScorer(
+        client,
+        ScoringOptions(
+            default_model=settings.model, metric=settings.metric, noise_floor=settings.noise_floor
+        ),
+    )
+    processor = RecordProcessor(
+        scorer=scorer,
+        store=store,
+        producer=producer,
+        gate=gate,
+        output_topic=settings.output_topic,
+        dlq_topic=settings.dlq_topic,
+        max_event_bytes=settings.max_event_bytes,
+        retry_base_seconds=settings.retry_base_seconds,
+        retry_max_seconds=settings.retry_max_seconds,
+    )
+    loop = ConsumerLoop(
+        consumer,
+        processor,
+        gate,
+        DlqGuard(settings.dlq_guard_window, settings.dlq_guard_ratio),
+        health,
+        LoopOptions(
+            topic=settings.input_topic,
+            max_inflight=settings.max_inflight_conversations,
+            # Leave time inside the grace period to commit and close the clients.
+            shutdown_grace_seconds=max(1.0, settings.shutdown_grace_seconds - 3.0),
+        ),
+    )
+    running = asyncio.get_running_loop()
+    for sig in (signal.SIGTERM, signal.SIGINT):
+        running.add_signal_handler(sig, loop.request_stop)
+    try:
+        log.info(
+            "memscore running",
+            extra={
+                "version": __version__,
+                "scorer_version": SCORER_VERSION,
+                "topic": settings.input_topic,
+                "group_id": settings.group_id,
+                "model_servers": len(settings.vllm_urls),
+            },
+        )
+        await loop.run()
+    finally:
+        for sig in (signal.SIGTERM, signal.SIGINT):
+            with contextlib.suppress(Exception):
+                running.remove_signal_handler(sig)
 
 
 def run_command() -> int:
-    print("memscore run: not available in this build yet", file=sys.stderr)
-    return 2
+    try:
+        settings = load_settings()
+        settings.require_database_url()
+    except FatalError as exc:
+        print(f"memscore run: {exc.message}", file=sys.stderr)
+        return 2
+    configure_logging(settings.log_level, settings.log_format)
+    try:
+        asyncio.run(serve(settings))
+    except DlqGuardTripped as exc:
+        log.critical("stopping", extra={"reason": exc.message})
+        return 3
+    except FatalError as exc:
+        log.critical("stopping", extra={"reason": exc.message})
+        return 1
+    except Exception as exc:
+        log.critical("crashed", extra={"exc_type": type(exc).__name__}, exc_info=True)
+        return 1
+    log.info("memscore stopped cleanly")
+    return 0

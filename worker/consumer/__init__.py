@@ -1,0 +1,1 @@
+"""The consumer loop: fetch, decode, schedule, commit, pause/resume, DLQ, shutdown."""
