@@ -10,6 +10,7 @@ _COMMANDS = {
     "postgres": ("devstack.postgres", "run an embedded PostgreSQL server"),
     "model-server": ("devstack.model_server.cli", "run the vLLM-compatible model server"),
     "demo": ("devstack.demo", "the whole pipeline end to end with sample conversations"),
+    "publish": ("devstack.publish", "publish event files to the input topic"),
 }
 
 

@@ -41,6 +41,8 @@ class Settings(BaseSettings):
     # aiokafka enforces this client-side; scoring runs in tasks, so the poll loop
     # never waits on it, but a generous value costs nothing.
     max_poll_interval_seconds: float = Field(default=300.0, gt=0)
+    kafka_session_timeout_seconds: float = Field(default=10.0, gt=0)
+    kafka_heartbeat_interval_seconds: float = Field(default=3.0, gt=0)
 
     # --- PostgreSQL ------------------------------------------------------------
     database_url: SecretStr | None = None

@@ -34,6 +34,8 @@ def build_consumer(settings: Settings) -> AIOKafkaConsumer:
         enable_auto_commit=False,
         auto_offset_reset=settings.auto_offset_reset,
         max_poll_interval_ms=int(settings.max_poll_interval_seconds * 1000),
+        session_timeout_ms=int(settings.kafka_session_timeout_seconds * 1000),
+        heartbeat_interval_ms=int(settings.kafka_heartbeat_interval_seconds * 1000),
         # One event can be up to MAX_EVENT_BYTES; let the broker hand it over whole.
         max_partition_fetch_bytes=max(1024 * 1024, settings.max_event_bytes + 64 * 1024),
         fetch_max_bytes=max(52_428_800, settings.max_event_bytes * 4),

@@ -1,0 +1,203 @@
+"""`memscore run` end to end: real broker, real PostgreSQL, synthetic model server."""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import signal
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+import httpx
+import pytest
+
+from devstack.samples import generated_event
+from tests.integration.harness import (
+    WorkerProcess,
+    committed_offsets,
+    eventually,
+    produce,
+    read_topic,
+    scalar,
+    worker_env,
+)
+from worker.consumer.messages import result_event_id
+
+pytestmark = pytest.mark.slow
+
+
+@pytest.fixture
+def make_worker(
+    tmp_path: Path,
+    kafka_bootstrap: str,
+    database_url: str,
+    synthetic_model_url: str,
+    topic_names: Any,
+    group_id: str,
+) -> Iterator[Any]:
+    workers: list[WorkerProcess] = []
+
+    def make(**extra: str) -> WorkerProcess:
+        env = worker_env(
+            bootstrap=kafka_bootstrap,
+            database_url=database_url,
+            model_url=synthetic_model_url,
+            topics=topic_names,
+            group_id=group_id,
+            **extra,
+        )
+        worker = WorkerProcess(env=env, log_path=tmp_path / f"worker-{len(workers)}.log")
+        workers.append(worker)
+        return worker
+
+    yield make
+    for worker in workers:
+        worker.kill()
+
+
+@pytest.fixture
+def migrated(database_url: str) -> str:
+    from worker.store import upgrade_schema
+
+    upgrade_schema(database_url)
+    return database_url
+
+
+async def runs(database_url: str) -> int:
+    return int(await scalar(database_url, "SELECT count(*) FROM scoring_runs"))
+
+
+async def test_events_are_scored_stored_published_and_committed(
+    make_worker: Any, migrated: str, kafka_bootstrap: str, topic_names: Any, group_id: str
+) -> None:
+    events = [generated_event(seed, memories=3) for seed in range(12)]
+    await produce(kafka_bootstrap, topic_names.input, events)  # type: ignore[arg-type]
+    worker = make_worker(MEMSCORE_MAX_INFLIGHT_CONVERSATIONS="4")
+    worker.start()
+
+    async def all_stored() -> bool:
+        return await runs(migrated) == len(events)
+
+    await eventually(all_stored, within=120, what="12 stored runs", worker=worker)
+    published = await read_topic(kafka_bootstrap, topic_names.output, expected=len(events))
+    assert sorted(json.loads(r.value)["event_id"] for r in published) == sorted(
+        result_event_id(e["event_id"]) for e in events
+    )
+
+    async def all_committed() -> bool:
+        offsets = await committed_offsets(kafka_bootstrap, group_id, topic_names.input)
+        return sum(offsets.values()) == len(events)
+
+    await eventually(all_committed, within=30, what="offsets committed to the end", worker=worker)
+    assert worker.stop() == 0
+
+
+async def test_poison_input_goes_to_the_dlq_and_the_worker_carries_on(
+    make_worker: Any, migrated: str, kafka_bootstrap: str, topic_names: Any
+) -> None:
+    too_big = generated_event(1, memories=2, words_per_memory=600)
+    schema_error = {**generated_event(2), "entries": "not a list"}
+    good = generated_event(3)
+    await produce(
+        kafka_bootstrap,
+        topic_names.input,
+        [b"{not json", schema_error, too_big, good],
+        headers=[("trace-id", b"abc")],
+    )
+    worker = make_worker(MEMSCORE_MAX_EVENT_BYTES="4096")
+    worker.start()
+    dead = await read_topic(kafka_bootstrap, topic_names.dlq, expected=3, wait_seconds=90)
+
+    async def good_stored() -> bool:
+        return await runs(migrated) == 1
+
+    await eventually(good_stored, within=60, what="the good event stored", worker=worker)
+    classes = sorted(dict(r.headers)["memscore.error.class"].decode() for r in dead)
+    assert classes == ["decode", "schema", "too_large"]
+    for record in dead:
+        headers = dict(record.headers)
+        assert headers["trace-id"] == b"abc"
+        assert headers["memscore.source.topic"] == topic_names.input.encode()
+        assert int(headers["memscore.source.offset"]) >= 0
+        assert headers["memscore.error.reason"]
+    assert worker.stop() == 0
+
+
+async def test_a_redelivered_event_changes_nothing(
+    make_worker: Any, migrated: str, kafka_bootstrap: str, topic_names: Any
+) -> None:
+    event = generated_event(7, memories=2)
+    worker = make_worker()
+    worker.start()
+    await produce(kafka_bootstrap, topic_names.input, [event])
+
+    async def stored() -> bool:
+        return await runs(migrated) == 1
+
+    await eventually(stored, within=60, what="first delivery stored", worker=worker)
+    before = await scalar(migrated, "SELECT sum(cumulative_importance) FROM memory_importance")
+    await produce(kafka_bootstrap, topic_names.input, [event])
+    published = await read_topic(kafka_bootstrap, topic_names.output, expected=2, wait_seconds=60)
+    assert len(published) == 2  # republished: consumers dedupe on event_id
+    assert len({json.loads(r.value)["event_id"] for r in published}) == 1
+    assert await runs(migrated) == 1
+    assert await scalar(migrated, "SELECT sum(cumulative_importance) FROM memory_importance") == (
+        before
+    )
+    assert await scalar(migrated, "SELECT max(runs) FROM memory_importance") == 1
+    assert worker.stop() == 0
+
+
+async def test_sigterm_drains_commits_and_nothing_is_redone_after_restart(
+    make_worker: Any, migrated: str, kafka_bootstrap: str, topic_names: Any, group_id: str
+) -> None:
+    events = [generated_event(100 + s, memories=4) for s in range(8)]
+    await produce(kafka_bootstrap, topic_names.input, events)  # type: ignore[arg-type]
+    worker = make_worker(MEMSCORE_MAX_INFLIGHT_CONVERSATIONS="8")
+    worker.start()
+
+    async def some_stored() -> bool:
+        return await runs(migrated) >= 1
+
+    await eventually(some_stored, within=60, what="scoring under way", worker=worker)
+    worker.signal(signal.SIGTERM)
+    assert worker.wait(timeout=30) == 0
+    stored = await runs(migrated)
+    offsets = await committed_offsets(kafka_bootstrap, group_id, topic_names.input)
+    assert sum(offsets.values()) == stored  # what is committed is exactly what is stored
+
+    restarted = make_worker()
+    restarted.start()
+
+    async def all_stored() -> bool:
+        return await runs(migrated) == len(events)
+
+    await eventually(all_stored, within=120, what="the rest stored", worker=restarted)
+    assert restarted.stop() == 0
+    duplicates = await read_topic(
+        kafka_bootstrap, topic_names.output, expected=len(events) + 1, wait_seconds=5
+    )
+    assert len(duplicates) == len(events)  # nothing was scored twice
+
+
+async def test_metrics_and_health_endpoints(
+    make_worker: Any, migrated: str, kafka_bootstrap: str, topic_names: Any
+) -> None:
+    worker = make_worker()
+    worker.start()
+    await produce(kafka_bootstrap, topic_names.input, [generated_event(42)])
+
+    async def stored() -> bool:
+        return await runs(migrated) == 1
+
+    await eventually(stored, within=60, what="one stored run", worker=worker)
+    async with httpx.AsyncClient(base_url=worker.base_url) as http:
+        assert (await http.get("/healthz")).status_code == 200
+        ready = await http.get("/readyz")
+        metrics = (await http.get("/metrics")).text
+    assert ready.status_code == 200, ready.text
+    assert 'memscore_events_consumed_total{outcome="scored"} 1.0' in metrics
+    assert "memscore_build_info{" in metrics
+    assert worker.stop() == 0
+    await asyncio.sleep(0)
