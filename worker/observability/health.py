@@ -7,6 +7,7 @@ the database answers".
 
 from __future__ import annotations
 
+import asyncio
 import time
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, field
@@ -39,11 +40,13 @@ class Readiness:
         health: HealthState,
         ping: Callable[[], Awaitable[None]],
         cache_seconds: float = 5.0,
+        ping_timeout: float = 2.0,
         clock: Callable[[], float] = time.monotonic,
     ) -> None:
         self.health = health
         self._ping = ping
         self._cache_seconds = cache_seconds
+        self._ping_timeout = ping_timeout
         self._clock = clock
         self._checked_at: float | None = None
         self._db_ok = False
@@ -54,7 +57,8 @@ class Readiness:
         now = self._clock()
         if self._checked_at is None or now - self._checked_at >= self._cache_seconds:
             try:
-                await self._ping()
+                # A down database can hold a connect for its full timeout; probes can't wait.
+                await asyncio.wait_for(self._ping(), timeout=self._ping_timeout)
                 self._db_ok = True
             except Exception:  # any failure means "not ready"; the reason is logged elsewhere
                 self._db_ok = False
