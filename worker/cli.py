@@ -3,8 +3,10 @@
 from __future__ import annotations
 
 import argparse
+import signal
 import sys
 from collections.abc import Sequence
+from types import FrameType
 
 from worker import __version__
 
@@ -60,9 +62,16 @@ def main(argv: Sequence[str] | None = None) -> int:
         from worker.commands.migrate import migrate_command
 
         return migrate_command()
+    # Until the event loop installs its own handlers, a SIGTERM (a rollout right
+    # after start) means "exit cleanly": nothing has been consumed yet.
+    signal.signal(signal.SIGTERM, _exit_before_start)
     from worker.commands.run import run_command
 
     return run_command()
+
+
+def _exit_before_start(signum: int, frame: FrameType | None) -> None:
+    raise SystemExit(0)
 
 
 if __name__ == "__main__":  # pragma: no cover

@@ -17,7 +17,6 @@ from typing import Any
 
 import sqlalchemy as sa
 from aiokafka import AIOKafkaConsumer, AIOKafkaProducer, TopicPartition
-from aiokafka.admin import AIOKafkaAdminClient
 from sqlalchemy.ext.asyncio import create_async_engine
 
 
@@ -39,10 +38,10 @@ class WorkerProcess:
 
     def start(self) -> None:
         env = {**os.environ, **self.env, "MEMSCORE_HTTP_PORT": str(self.http_port)}
-        log = self.log_path.open("ab")
-        self.proc = subprocess.Popen(
-            [sys.executable, "-m", "worker", "run"], env=env, stdout=log, stderr=log
-        )
+        with self.log_path.open("ab") as log:  # the child keeps its own descriptor
+            self.proc = subprocess.Popen(
+                [sys.executable, "-m", "worker", "run"], env=env, stdout=log, stderr=log
+            )
 
     def signal(self, sig: int) -> None:
         assert self.proc is not None
@@ -147,13 +146,21 @@ async def read_topic(
 
 
 async def committed_offsets(bootstrap: str, group_id: str, topic: str) -> dict[int, int]:
-    admin = AIOKafkaAdminClient(bootstrap_servers=bootstrap)
-    await admin.start()
+    """The group's committed offsets (OffsetFetch without joining the group).
+
+    Not the admin client's list_consumer_group_offsets: Tansu's answer to that
+    request version does not decode in aiokafka.
+    """
+    consumer = AIOKafkaConsumer(
+        bootstrap_servers=bootstrap, group_id=group_id, enable_auto_commit=False
+    )
+    await consumer.start()
     try:
-        offsets = await admin.list_consumer_group_offsets(group_id)
+        partitions = consumer.partitions_for_topic(topic) or set()
+        offsets = {p: await consumer.committed(TopicPartition(topic, p)) for p in partitions}
     finally:
-        await admin.close()
-    return {tp.partition: meta.offset for tp, meta in offsets.items() if tp.topic == topic}
+        await consumer.stop()
+    return {p: o for p, o in offsets.items() if o is not None}
 
 
 async def scalar(database_url: str, sql: str) -> Any:

@@ -12,6 +12,7 @@ from typing import Any
 import httpx
 import pytest
 
+from devstack.model_server import running_model_server
 from devstack.samples import generated_event
 from tests.integration.harness import (
     WorkerProcess,
@@ -27,6 +28,13 @@ from worker.consumer.messages import result_event_id
 pytestmark = pytest.mark.slow
 
 
+@pytest.fixture(scope="module")
+def slow_model_url() -> Iterator[str]:
+    """Every request takes 0.4 s: a SIGTERM surely lands while work is in flight."""
+    with running_model_server("synthetic", request_overhead_ms=400) as url:
+        yield url
+
+
 @pytest.fixture
 def make_worker(
     tmp_path: Path,
@@ -38,11 +46,11 @@ def make_worker(
 ) -> Iterator[Any]:
     workers: list[WorkerProcess] = []
 
-    def make(**extra: str) -> WorkerProcess:
+    def make(model_url: str = synthetic_model_url, **extra: str) -> WorkerProcess:
         env = worker_env(
             bootstrap=kafka_bootstrap,
             database_url=database_url,
-            model_url=synthetic_model_url,
+            model_url=model_url,
             topics=topic_names,
             group_id=group_id,
             **extra,
@@ -150,11 +158,16 @@ async def test_a_redelivered_event_changes_nothing(
 
 
 async def test_sigterm_drains_commits_and_nothing_is_redone_after_restart(
-    make_worker: Any, migrated: str, kafka_bootstrap: str, topic_names: Any, group_id: str
+    make_worker: Any,
+    migrated: str,
+    kafka_bootstrap: str,
+    topic_names: Any,
+    group_id: str,
+    slow_model_url: str,
 ) -> None:
-    events = [generated_event(100 + s, memories=4) for s in range(8)]
+    events = [generated_event(100 + s, memories=4) for s in range(16)]
     await produce(kafka_bootstrap, topic_names.input, events)  # type: ignore[arg-type]
-    worker = make_worker(MEMSCORE_MAX_INFLIGHT_CONVERSATIONS="8")
+    worker = make_worker(slow_model_url, MEMSCORE_MAX_INFLIGHT_CONVERSATIONS="4")
     worker.start()
 
     async def some_stored() -> bool:
@@ -164,10 +177,11 @@ async def test_sigterm_drains_commits_and_nothing_is_redone_after_restart(
     worker.signal(signal.SIGTERM)
     assert worker.wait(timeout=30) == 0
     stored = await runs(migrated)
+    assert 0 < stored < len(events)  # the signal came mid-run
     offsets = await committed_offsets(kafka_bootstrap, group_id, topic_names.input)
     assert sum(offsets.values()) == stored  # what is committed is exactly what is stored
 
-    restarted = make_worker()
+    restarted = make_worker(slow_model_url)
     restarted.start()
 
     async def all_stored() -> bool:

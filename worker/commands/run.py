@@ -12,6 +12,7 @@ import contextlib
 import logging
 import signal
 import sys
+from collections.abc import Callable
 
 from aiokafka import AIOKafkaConsumer, AIOKafkaProducer
 from aiokafka.errors import KafkaError
@@ -64,7 +65,46 @@ async def _start_kafka(client: AIOKafkaConsumer | AIOKafkaProducer, what: str) -
     raise FatalError(f"kafka {what} could not connect after {_STARTUP_ATTEMPTS} attempts")
 
 
+class StopSignals:
+    """SIGTERM/SIGINT as the event loop sees them, from the first moment of serve()."""
+
+    def __init__(self) -> None:
+        self.received = 0
+        self._listener: Callable[[], None] | None = None
+
+    def install(self) -> None:
+        running = asyncio.get_running_loop()
+        for sig in (signal.SIGTERM, signal.SIGINT):
+            running.add_signal_handler(sig, self._on_signal)
+
+    def uninstall(self) -> None:
+        running = asyncio.get_running_loop()
+        for sig in (signal.SIGTERM, signal.SIGINT):
+            with contextlib.suppress(Exception):
+                running.remove_signal_handler(sig)
+
+    def _on_signal(self) -> None:
+        self.received += 1
+        if self._listener is not None:
+            self._listener()
+
+    def forward_to(self, listener: Callable[[], None]) -> None:
+        """Send this and every later signal to ``listener`` (replaying what came before)."""
+        self._listener = listener
+        for _ in range(self.received):
+            listener()
+
+
 async def serve(settings: Settings) -> None:
+    signals = StopSignals()
+    signals.install()
+    try:
+        await _serve(settings, signals)
+    finally:
+        signals.uninstall()
+
+
+async def _serve(settings: Settings, signals: StopSignals) -> None:
     health = HealthState(stale_after_seconds=settings.liveness_stale_seconds)
     limiter = InflightLimiter(settings.max_inflight_requests, settings.max_inflight_tokens)
     consumer = build_consumer(settings)
@@ -83,11 +123,13 @@ async def serve(settings: Settings) -> None:
         async with ObservabilityServer(
             settings.http_host, settings.http_port, alive=alive, ready=readiness.ready
         ):
+            if signals.received:
+                return
             await _start_kafka(producer, "producer")
             try:
                 await _start_kafka(consumer, "consumer")
                 try:
-                    await _consume(settings, consumer, producer, store, client, health)
+                    await _consume(settings, consumer, producer, store, client, health, signals)
                 finally:
                     await consumer.stop()
             finally:
@@ -101,6 +143,7 @@ async def _consume(
     store: ScoreStore,
     client: InferenceClient,
     health: HealthState,
+    signals: StopSignals,
 ) -> None:
     gate = DependencyGate()
     scorer = ConversationScorer(
@@ -133,25 +176,18 @@ async def _consume(
             shutdown_grace_seconds=max(1.0, settings.shutdown_grace_seconds - 3.0),
         ),
     )
-    running = asyncio.get_running_loop()
-    for sig in (signal.SIGTERM, signal.SIGINT):
-        running.add_signal_handler(sig, loop.request_stop)
-    try:
-        log.info(
-            "memscore running",
-            extra={
-                "version": __version__,
-                "scorer_version": SCORER_VERSION,
-                "topic": settings.input_topic,
-                "group_id": settings.group_id,
-                "model_servers": len(settings.vllm_urls),
-            },
-        )
-        await loop.run()
-    finally:
-        for sig in (signal.SIGTERM, signal.SIGINT):
-            with contextlib.suppress(Exception):
-                running.remove_signal_handler(sig)
+    signals.forward_to(loop.request_stop)
+    log.info(
+        "memscore running",
+        extra={
+            "version": __version__,
+            "scorer_version": SCORER_VERSION,
+            "topic": settings.input_topic,
+            "group_id": settings.group_id,
+            "model_servers": len(settings.vllm_urls),
+        },
+    )
+    await loop.run()
 
 
 def run_command() -> int:
