@@ -21,6 +21,8 @@ from contextlib import ExitStack, contextmanager
 from pathlib import Path
 from typing import Any
 
+import numpy as np
+
 from devstack.broker import create_topics, running_broker
 from devstack.model_server.process import running_model_server
 from devstack.ports import free_port
@@ -124,8 +126,10 @@ def heatmap(score: MemoryScore, title: str, path: Path) -> None:
     ax.set_xlabel("assistant response")
     ax.set_ylabel("memory left out")
     ax.set_title(title)
-    for (i, j), value in __import__("numpy").ndenumerate(score.matrix):
-        ax.text(j, i, f"{value:.2f}", ha="center", va="center", color="w", fontsize=8)
+    bright = 0.6 * float(score.matrix.max(initial=0.0))
+    for (i, j), value in np.ndenumerate(score.matrix):
+        color = "black" if value > bright else "white"  # readable on yellow and on purple
+        ax.text(j, i, f"{value:.2f}", ha="center", va="center", color=color, fontsize=8)
     fig.colorbar(image, ax=ax, label="nats lost")
     fig.tight_layout()
     fig.savefig(path, dpi=100)
@@ -141,9 +145,7 @@ def run_demo(keep_running: bool, backend: str, output: Path) -> int:
         say("starting PostgreSQL (embedded)")
         postgres = stack.enter_context(EmbeddedPostgres(workdir / "pgdata"))
         say(f"starting the model server (backend {backend}; loading the model takes a while)")
-        model_url = stack.enter_context(
-            running_model_server(backend=backend, log_path=workdir / "model-server.log")
-        )
+        model_url = stack.enter_context(running_model_server(backend))
         http_port = free_port()
         env = {
             **os.environ,
