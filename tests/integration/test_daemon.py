@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import asyncio
 import json
 import signal
 from collections.abc import Iterator
@@ -214,4 +213,56 @@ async def test_metrics_and_health_endpoints(
     assert 'memscore_events_consumed_total{outcome="scored"} 1.0' in metrics
     assert "memscore_build_info{" in metrics
     assert worker.stop() == 0
-    await asyncio.sleep(0)
+
+
+def _names_used_in_deploy() -> set[str]:
+    """memscore_* metric names read by the dashboard and the alert rules."""
+    import yaml
+
+    from tests.deploy.promql import metric_names
+
+    root = Path(__file__).parents[2] / "deploy"
+    exprs = [
+        target["expr"]
+        for panel in json.loads((root / "grafana" / "memscore.json").read_text())["panels"]
+        for target in panel.get("targets", [])
+    ]
+    rules = yaml.safe_load((root / "prometheus" / "rules.yaml").read_text())
+    exprs += [rule["expr"] for group in rules["groups"] for rule in group["rules"]]
+    names = set().union(*(metric_names(expr) for expr in exprs))
+    # Recorded series (level:metric:operation) are produced by the rules themselves.
+    return {n for n in names if n.startswith("memscore_") and ":" not in n}
+
+
+async def test_every_metric_the_dashboard_and_rules_read_is_served_by_a_running_worker(
+    make_worker: Any, migrated: str
+) -> None:
+    from prometheus_client.parser import text_string_to_metric_families
+
+    worker = make_worker()
+    worker.start()
+
+    async def serving() -> bool:
+        try:
+            async with httpx.AsyncClient(base_url=worker.base_url) as http:
+                return (await http.get("/metrics")).status_code == 200
+        except httpx.TransportError:
+            return False
+
+    await eventually(serving, within=60, what="/metrics answering", worker=worker)
+    async with httpx.AsyncClient(base_url=worker.base_url) as http:
+        text = (await http.get("/metrics")).text
+    suffixes = {
+        "counter": ["_total"],
+        "histogram": ["_bucket", "_count", "_sum"],
+        "info": ["_info"],
+    }
+    served = {
+        family.name + suffix
+        for family in text_string_to_metric_families(text)
+        for suffix in suffixes.get(family.type, [""])
+    }
+    used = _names_used_in_deploy()
+    assert len(used) > 20
+    assert used - served == set()
+    assert worker.stop() == 0
