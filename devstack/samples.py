@@ -11,7 +11,7 @@ import random
 import uuid
 from typing import Any
 
-_WORDS = (
+_WORDS = (  # noqa: SIM905 - a word list reads better as prose
     "apple river garden piano tennis violet harbor maple lantern quartz falcon meadow "
     "copper saffron glacier orchard velvet compass thistle ember cobalt willow summit "
     "pepper marble canyon juniper lagoon prairie basalt cedar nectar plume raven"
