@@ -10,6 +10,7 @@ from typing import Any
 
 import msgspec
 from pydantic import ValidationError
+from pydantic_core import ErrorDetails
 
 from worker.errors import EventDecodeError, EventTooLargeError, EventValidationError
 from worker.events.schema import ConversationEvent
@@ -17,10 +18,24 @@ from worker.events.schema import ConversationEvent
 _json = msgspec.json.Decoder()
 
 
+# pydantic reports a missing or unknown entry type at the entry, and quotes an
+# unknown tag in its message: name the field instead, never the value.
+_TAG_ERRORS = {
+    "union_tag_invalid": "Input should be 'memory' or 'message'",
+    "union_tag_not_found": "Field required",
+}
+
+
 def _location(loc: tuple[int | str, ...]) -> str:
     # pydantic puts the discriminator's tag in the location ("entries.3.memory.key")
     parts = [str(p) for p in loc if p not in ("memory", "message")]
     return ".".join(parts) or "<root>"
+
+
+def _field_and_message(error: ErrorDetails) -> tuple[str, str]:
+    if error["type"] in _TAG_ERRORS:
+        return f"{_location(error['loc'])}.type", _TAG_ERRORS[error["type"]]
+    return _location(error["loc"]), error["msg"]
 
 
 def _unwrap_cloudevent(obj: dict[str, Any]) -> dict[str, Any]:
@@ -31,7 +46,7 @@ def _unwrap_cloudevent(obj: dict[str, Any]) -> dict[str, Any]:
         # Some producers put the JSON payload in data as a string.
         try:
             data = _json.decode(data)
-        except msgspec.DecodeError:
+        except (msgspec.DecodeError, RecursionError):
             raise EventValidationError(
                 "CloudEvents data is a string that is not JSON", ("data",)
             ) from None
@@ -63,9 +78,12 @@ def decode_event(payload: bytes, *, max_bytes: int) -> ConversationEvent:
     try:
         return ConversationEvent.model_validate(obj)
     except ValidationError as exc:
-        errors = exc.errors(include_input=False, include_url=False, include_context=False)
-        fields = tuple(_location(e["loc"]) for e in errors)
-        shown = "; ".join(f"{_location(e['loc'])}: {e['msg']}" for e in errors[:5])
+        errors = [
+            _field_and_message(e)
+            for e in exc.errors(include_input=False, include_url=False, include_context=False)
+        ]
+        fields = tuple(field for field, _ in errors)
+        shown = "; ".join(f"{field}: {message}" for field, message in errors[:5])
         more = f" (+{len(errors) - 5} more)" if len(errors) > 5 else ""
         raise EventValidationError(
             f"event does not match schema v1: {shown}{more}", fields

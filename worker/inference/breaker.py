@@ -48,6 +48,10 @@ class CircuitBreaker:
         self._opened_at = None
         self._trial_in_flight = False
 
+    def on_abandon(self) -> None:
+        """A call ended without a verdict on the server (cancelled): free the trial."""
+        self._trial_in_flight = False
+
     def on_failure(self, now: float) -> None:
         self._trial_in_flight = False
         self._failures += 1

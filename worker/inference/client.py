@@ -75,7 +75,7 @@ def _error_text(response: httpx.Response) -> str:
     try:
         body = response.json()
         message = body.get("message") or body.get("error", {}).get("message") or ""
-    except (ValueError, AttributeError):
+    except (ValueError, AttributeError, RecursionError):
         message = response.text
     return str(message)[:_MAX_ERROR_TEXT]
 
@@ -153,25 +153,28 @@ class InferenceClient:
             if attempt:
                 metrics.RETRIES.labels("vllm").inc()
                 await asyncio.sleep(self._backoff(attempt - 1))
-            endpoint = self._choose()
-            if endpoint is None:
-                wait = min(e.breaker.seconds_until_trial(time.monotonic()) for e in self._endpoints)
-                last_error = InferenceUnavailable("every model server's circuit is open")
-                await asyncio.sleep(min(wait, self.config.retry_max_seconds))
-                continue
+            endpoint: _Endpoint | None = None
             try:
                 async with self.limiter.slot(estimated_tokens):
-                    return await self._send(endpoint, body, model, messages)
+                    # Chosen once admitted, not before: every request queued in the
+                    # limiter would otherwise go to the endpoint least loaded back then.
+                    endpoint = self._choose()
+                    if endpoint is not None:
+                        return await self._send(endpoint, body, model, messages)
             except (InferenceUnavailable, InferenceResponseError) as exc:
                 last_error = exc
                 log.warning(
                     "model request failed, will retry",
                     extra={
-                        "endpoint": endpoint.host,
+                        "endpoint": endpoint.host if endpoint else "",
                         "error_class": exc.error_class,
                         "attempt": attempt + 1,
                     },
                 )
+                continue
+            wait = min(e.breaker.seconds_until_trial(time.monotonic()) for e in self._endpoints)
+            last_error = InferenceUnavailable("every model server's circuit is open")
+            await asyncio.sleep(min(wait, self.config.retry_max_seconds))
         assert last_error is not None
         raise last_error
 
@@ -196,6 +199,11 @@ class InferenceClient:
         except (InferenceUnavailable, InferenceResponseError):
             endpoint.breaker.on_failure(time.monotonic())
             raise
+        except BaseException:
+            # Cancelled (a sibling ablation failed, shutdown): no verdict on the server,
+            # but a half-open trial must not stay taken, or the endpoint is never retried.
+            endpoint.breaker.on_abandon()
+            raise
         finally:
             endpoint.inflight -= 1
             metrics.VLLM_REQUEST_DURATION.labels(endpoint.host, outcome).observe(
@@ -213,7 +221,7 @@ class InferenceClient:
             response = await self._http.post(
                 url, content=body, headers={"Content-Type": "application/json"}
             )
-        except httpx.TransportError as exc:
+        except httpx.RequestError as exc:  # transport, or an undecodable body
             raise InferenceUnavailable(
                 f"{type(exc).__name__} talking to {endpoint.host}", endpoint.host
             ) from None
@@ -232,14 +240,14 @@ class InferenceClient:
             response = await self._http.post(
                 f"{endpoint.base_url}/tokenize", json={"model": model, "messages": messages}
             )
-        except httpx.TransportError as exc:
+        except httpx.RequestError as exc:  # transport, or an undecodable body
             raise InferenceUnavailable(
                 f"{type(exc).__name__} talking to {endpoint.host}", endpoint.host
             ) from None
         self._raise_for_status(response, endpoint)
         try:
             tokens = response.json()["tokens"]
-        except (ValueError, KeyError, TypeError):
+        except (ValueError, KeyError, TypeError, RecursionError):
             raise InferenceResponseError("unreadable /tokenize response") from None
         if not isinstance(tokens, list) or not all(isinstance(t, int) for t in tokens):
             raise InferenceResponseError("unreadable /tokenize response")

@@ -45,6 +45,8 @@ class _Body(msgspec.Struct):
 
 
 _decoder = msgspec.json.Decoder(_Body)
+_MAX_TOKEN_ID = int(np.iinfo(np.int64).max)
+_MAX_TOKEN_ID_DIGITS = len(str(_MAX_TOKEN_ID))
 
 
 def _pick(
@@ -57,6 +59,8 @@ def _pick(
                 f"prompt_logprobs[{position}] lacks the prompt token {known_id}"
             )
         return known_id, found
+    if not entry:
+        raise InferenceResponseError(f"prompt_logprobs[{position}] is empty")
     if len(entry) == 1:
         ((key, value),) = entry.items()
     else:
@@ -69,12 +73,16 @@ def _pick(
                 "has no prompt_token_ids to tell the prompt token among them"
             )
         ((key, value),) = outside
-    try:
-        return int(key), value
-    except ValueError:
-        raise InferenceResponseError(
-            f"prompt_logprobs[{position}] is keyed by a non-integer token id"
-        ) from None
+    return _token_id(key, position), value
+
+
+def _token_id(key: str, position: int) -> int:
+    # int() would also take " 7", "1_0" and "-5", and refuses 5000-digit strings.
+    if key.isascii() and key.isdigit() and len(key) <= _MAX_TOKEN_ID_DIGITS:
+        token_id = int(key)
+        if token_id <= _MAX_TOKEN_ID:
+            return token_id
+    raise InferenceResponseError(f"prompt_logprobs[{position}] is keyed by no valid token id")
 
 
 def parse_prompt_logprobs(
@@ -90,6 +98,8 @@ def parse_prompt_logprobs(
         raise InferenceResponseError(f"unreadable response body: {exc}") from None
     except UnicodeDecodeError:
         raise InferenceResponseError("response body is not valid UTF-8") from None
+    except RecursionError:
+        raise InferenceResponseError("unreadable response body: nested too deeply") from None
     entries = parsed.prompt_logprobs
     if not entries:
         raise InferenceResponseError("response has no prompt_logprobs")
@@ -104,6 +114,8 @@ def parse_prompt_logprobs(
         raise InferenceResponseError(
             f"prompt_token_ids has {len(known)} tokens but prompt_logprobs {count}"
         )
+    if known is not None and not all(0 <= token <= _MAX_TOKEN_ID for token in known):
+        raise InferenceResponseError("prompt_token_ids holds an id outside 0..2**63-1")
     if entries[0] is not None:
         raise InferenceResponseError("prompt_logprobs[0] should be null")
     ids = np.empty(count, dtype=np.int64)

@@ -19,24 +19,31 @@ import numpy.typing as npt
 
 from worker.errors import ResponseLocateError
 
-_THINK = re.compile(r"<think>.*?</think>", re.DOTALL)
-_NON_ASCII_RUN = re.compile(r"[^\x00-\x7f]+")
-_WHITESPACE_RUN = re.compile(r"\s+")
+# A capturing group, so that split() keeps the blocks: text, block, text, ..., text.
+_THINK = re.compile(r"(<think>.*?</think>)", re.DOTALL)
+# ASCII whitespace, or a run of non-ASCII characters (non-ASCII spaces included: a
+# tokenizer splits them into U+FFFD pieces like any other multi-byte character).
+_LOOSE_RUN = re.compile(r"(?a:\s)+|[^\x00-\x7f]+")
 
 
 def _text_pattern(text: str) -> str:
     """A regex for ``text`` as it can come back from per-token decoding."""
     out: list[str] = []
     pos = 0
-    for match in re.finditer(r"\s+|[^\x00-\x7f]+", text):
+    for match in _LOOSE_RUN.finditer(text):
         out.append(re.escape(text[pos : match.start()]))
         run = match.group()
-        if run.isspace():
+        if run.isascii():  # whitespace, which per-token decoding may lose
             out.append(r"\s*")
         else:
             chars = re.escape("".join(sorted(set(run))))
+            pieces = f"[{chars}\ufffd]+"
             # Whole characters, or the U+FFFD pieces of characters split across tokens.
-            out.append(f"(?:{re.escape(run)}|[{chars}\ufffd]+)")
+            # Atomic: runs separated only by optional whitespace could otherwise share
+            # out one long stretch of U+FFFD in exponentially many ways. A run holding
+            # U+FFFD itself may come back as more of them: only its pieces can tell.
+            whole = "" if "\ufffd" in run else f"{re.escape(run)}|"
+            out.append(f"(?>{whole}{pieces})")
         pos = match.end()
     out.append(re.escape(text[pos:]))
     return "".join(out)
@@ -44,29 +51,34 @@ def _text_pattern(text: str) -> str:
 
 def response_segments(content: str) -> list[str]:
     """The scored parts of an assistant message: its text outside <think> blocks."""
-    return [part.strip() for part in _THINK.split(content) if part.strip()]
+    return [part.strip() for part in _THINK.split(content)[::2] if part.strip()]
 
 
 @dataclass(frozen=True)
 class MessagePattern:
-    """How to find one sent message: the scored segments or an anchor."""
+    """How to find one sent message: its parts in the order they are rendered.
+
+    A part is (pattern, scored). A response's text outside <think> blocks is scored;
+    its reasoning blocks are passed over, so that an answer quoted inside one is not
+    mistaken for the answer. Any other message is one part that is passed over: an
+    anchor that moves the search on.
+    """
 
     is_response: bool
-    segments: tuple[re.Pattern[str], ...]
-    reasoning: tuple[re.Pattern[str], ...] = ()
+    parts: tuple[tuple[re.Pattern[str], bool], ...]
 
     @classmethod
     def for_message(cls, role: str, content: str) -> MessagePattern:
-        if role == "assistant":
-            reasoning = tuple(
-                re.compile(_text_pattern(block[len("<think>") : -len("</think>")].strip()))
-                for block in _THINK.findall(content)
-                if block[len("<think>") : -len("</think>")].strip()
-            )
-            segments = tuple(re.compile(_text_pattern(s)) for s in response_segments(content))
-            return cls(True, segments, reasoning)
-        stripped = content.strip()
-        return cls(False, (re.compile(_text_pattern(stripped)),) if stripped else ())
+        if role != "assistant":
+            stripped = content.strip()
+            return cls(False, ((re.compile(_text_pattern(stripped)), False),) if stripped else ())
+        parts: list[tuple[re.Pattern[str], bool]] = []
+        for number, piece in enumerate(_THINK.split(content)):
+            is_reasoning = number % 2 == 1
+            text = (piece[len("<think>") : -len("</think>")] if is_reasoning else piece).strip()
+            if text:
+                parts.append((re.compile(_text_pattern(text)), not is_reasoning))
+        return cls(True, tuple(parts))
 
 
 def _token_range(
@@ -94,27 +106,21 @@ def locate_responses(
     settled = 0  # after the last response found: anchors may overshoot, responses do not
     found: list[npt.NDArray[np.intp]] = []
     for message in messages:
-        if not message.is_response:
-            for pattern in message.segments:
+        index = len(found)
+        ranges: list[npt.NDArray[np.intp]] = []
+        for pattern, scored in message.parts:
+            if not scored:
+                # Templates that alter a message or drop a reasoning block leave no match.
                 match = pattern.search(joined, cursor)
                 if match:
                     cursor = match.end()
-            continue
-        index = len(found)
-        for pattern in message.reasoning:
-            # A rendered reasoning block is skipped so that an answer quoted inside it
-            # is not mistaken for the answer; templates that drop it leave no match.
-            match = pattern.search(joined, cursor)
-            if match:
-                cursor = match.end()
-        ranges: list[npt.NDArray[np.intp]] = []
-        for number, pattern in enumerate(message.segments):
+                continue
             match = pattern.search(joined, cursor)
             if match is None and cursor != settled:
                 match = pattern.search(joined, settled)
             if match is None:
                 raise ResponseLocateError(
-                    f"response {index} (part {number}) not found in the prompt's tokens: "
+                    f"response {index} (part {len(ranges)}) not found in the prompt's tokens: "
                     "the chat template does not render it verbatim, or the server's "
                     "tokens do not belong to this conversation",
                     response_index=index,
@@ -122,5 +128,6 @@ def locate_responses(
             first, last = _token_range(starts, ends, match.start(), match.end())
             ranges.append(np.arange(first, last, dtype=np.intp))
             cursor = settled = match.end()
-        found.append(np.concatenate(ranges) if ranges else np.empty(0, dtype=np.intp))
+        if message.is_response:
+            found.append(np.concatenate(ranges) if ranges else np.empty(0, dtype=np.intp))
     return found
