@@ -266,3 +266,48 @@ async def test_every_metric_the_dashboard_and_rules_read_is_served_by_a_running_
     assert len(used) > 20
     assert used - served == set()
     assert worker.stop() == 0
+
+
+async def test_out_of_order_completion_in_one_partition_never_commits_past_unfinished_work(
+    make_worker: Any,
+    migrated: str,
+    kafka_bootstrap: str,
+    kafka_topics: Any,
+    topic_names: Any,
+    group_id: str,
+    slow_model_url: str,
+) -> None:
+    single = (await kafka_topics(input=1))["input"]
+    # Big and small conversations alternate, so later offsets finish first.
+    events = [generated_event(500 + s, memories=8 if s % 3 == 0 else 1) for s in range(15)]
+    await produce(kafka_bootstrap, single, events)  # type: ignore[arg-type]
+    worker = make_worker(
+        slow_model_url, MEMSCORE_INPUT_TOPIC=single, MEMSCORE_MAX_INFLIGHT_CONVERSATIONS="6"
+    )
+    worker.start()
+
+    async def stored_offsets() -> set[int]:
+        rows = await scalar(
+            migrated, "SELECT coalesce(array_agg(source_offset), '{}') FROM scoring_runs"
+        )
+        return set(rows)
+
+    checks = 0
+    while len(await stored_offsets()) < len(events):
+        committed = (await committed_offsets(kafka_bootstrap, group_id, single)).get(0, 0)
+        stored = await stored_offsets()
+        # Safety: every offset below the committed one is stored.
+        assert set(range(committed)) <= stored, (committed, sorted(stored))
+        checks += 1
+        assert checks < 400, worker.logs()[-3000:]
+    order = await scalar(
+        migrated, "SELECT array_agg(source_offset ORDER BY created_at, id) FROM scoring_runs"
+    )
+    assert order != sorted(order)  # completion really was out of order
+
+    async def all_committed() -> bool:
+        offsets = await committed_offsets(kafka_bootstrap, group_id, single)
+        return offsets.get(0) == len(events)
+
+    await eventually(all_committed, within=30, what="offset 15 committed", worker=worker)
+    assert worker.stop() == 0
