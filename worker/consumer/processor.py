@@ -81,6 +81,12 @@ class DependencyGate:
         self.down.discard(dependency)
         metrics.DEPENDENCY_UP.labels(dependency).set(1)
 
+    def forget(self, dependency: str) -> None:
+        """No task is left retrying ``dependency``: let new work find out whether it is back."""
+        if dependency in self.down:
+            log.info("dependency state unknown, resuming intake", extra={"dependency": dependency})
+        self.down.discard(dependency)
+
     @property
     def healthy(self) -> bool:
         return not self.down
@@ -129,15 +135,15 @@ class RecordProcessor:
     async def _process(self, record: Record) -> str:
         try:
             event = decode_event(record.value or b"", max_bytes=self.max_event_bytes)
-            result = await self._retrying(lambda: self.scorer.score(event))
+            result = await self._retrying("vllm", lambda: self.scorer.score(event))
         except (PoisonEventError, InferenceResponseError) as error:
             # InferenceResponseError arrives here only after the client's own retries:
             # a server that keeps answering garbage for this event. Never store it.
             await self._dead_letter(record, error)
             return "dlq"
         source = EventSource(record.topic, record.partition, record.offset)
-        saved = await self._retrying(lambda: self.store.save(result, source))
-        await self._retrying(lambda: self._publish(result))
+        saved = await self._retrying("postgres", lambda: self.store.save(result, source))
+        await self._retrying("kafka", lambda: self._publish(result))
         if saved is SaveOutcome.DUPLICATE:
             outcome = "duplicate"
         else:
@@ -203,7 +209,7 @@ class RecordProcessor:
                     f"DLQ produce failed: {type(exc).__name__}", "kafka"
                 ) from None
 
-        await self._retrying(send)
+        await self._retrying("kafka", send)
         metrics.DLQ_EVENTS.labels(error.error_class).inc()
         log.warning(
             "event sent to the DLQ",
@@ -214,24 +220,30 @@ class RecordProcessor:
             },
         )
 
-    async def _retrying(self, operation: Callable[[], Awaitable[_T]]) -> _T:
+    async def _retrying(self, dependency: str, operation: Callable[[], Awaitable[_T]]) -> _T:
+        """Call ``operation`` until it succeeds; a success marks ``dependency`` up."""
         attempt = 0
-        failed: set[str] = set()
-        while True:
-            try:
-                result = await operation()
-            except DependencyUnavailable as exc:
-                failed.add(exc.dependency)
-                self.gate.mark_down(exc.dependency)
-                metrics.RETRIES.labels(exc.dependency).inc()
-                ceiling = min(self.retry_max_seconds, self.retry_base_seconds * 2**attempt)
-                attempt += 1
-                log.info(
-                    "dependency call failed, retrying",
-                    extra={"dependency": exc.dependency, "attempt": attempt},
-                )
-                await asyncio.sleep(random.uniform(ceiling / 2, ceiling))
-                continue
-            for dependency in failed:
+        try:
+            while True:
+                try:
+                    result = await operation()
+                except DependencyUnavailable as exc:
+                    self.gate.mark_down(exc.dependency)
+                    metrics.RETRIES.labels(exc.dependency).inc()
+                    ceiling = min(self.retry_max_seconds, self.retry_base_seconds * 2**attempt)
+                    attempt += 1
+                    log.info(
+                        "dependency call failed, retrying",
+                        extra={"dependency": exc.dependency, "attempt": attempt},
+                    )
+                    await asyncio.sleep(random.uniform(ceiling / 2, ceiling))
+                    continue
                 self.gate.mark_up(dependency)
-            return result
+                return result
+        except asyncio.CancelledError:
+            if attempt:
+                # Cancelled mid-retry (its partition was revoked). Only a success marks a
+                # dependency up and the loop takes no new work while one is down: left
+                # marked, intake would stay paused for good once no task is left to retry.
+                self.gate.forget(dependency)
+            raise
