@@ -11,9 +11,12 @@ length that disagrees with usage.prompt_tokens — is an InferenceResponseError.
 from __future__ import annotations
 
 import math
+from itertools import chain
+from operator import attrgetter
 
 import msgspec
 import numpy as np
+import numpy.typing as npt
 
 from worker.errors import InferenceResponseError
 from worker.scoring.tokens import TokenStream, normalize_token_texts
@@ -28,13 +31,15 @@ class AmbiguousPromptTokens(InferenceResponseError):
     error_class = "ambiguous_tokens"
 
 
-class _Logprob(msgspec.Struct):
+# gc=False: these hold only numbers and strings, so they can never be part of a cycle,
+# and an 8k-token body makes 8k of them.
+class _Logprob(msgspec.Struct, gc=False):
     logprob: float
     rank: int | None = None
     decoded_token: str | None = None
 
 
-class _Usage(msgspec.Struct):
+class _Usage(msgspec.Struct, gc=False):
     prompt_tokens: int
 
 
@@ -85,6 +90,90 @@ def _token_id(key: str, position: int) -> int:
     raise InferenceResponseError(f"prompt_logprobs[{position}] is keyed by no valid token id")
 
 
+_Tokens = tuple[npt.NDArray[np.int64], npt.NDArray[np.float64], list[str]]
+_logprob_of = attrgetter("logprob")
+_text_of = attrgetter("decoded_token")
+
+
+def _checked_ids(known: list[int]) -> npt.NDArray[np.int64]:
+    try:
+        ids = np.array(known, dtype=np.int64)
+    except OverflowError:
+        ids = None
+    if ids is None or (ids.size and int(ids.min()) < 0):
+        raise InferenceResponseError("prompt_token_ids holds an id outside 0..2**63-1")
+    return ids
+
+
+def _common_shape(
+    entries: list[dict[str, _Logprob] | None],
+    known: list[int] | None,
+    known_ids: npt.NDArray[np.int64] | None,
+) -> _Tokens | None:
+    """The tokens of a well-formed body in a few C-level passes, or None to go slowly.
+
+    Well-formed: with the prompt's ids known, every entry holds its id; without them, every
+    entry holds one candidate keyed by a plain decimal id (what prompt_logprobs=0 gives).
+    Anything else — a null, a missing id, several candidates, an odd key, a missing
+    decoded_token — is left to the position-by-position walk, which names the problem.
+    """
+    rest = entries[1:]
+    count = len(entries)
+    try:
+        if known is not None and known_ids is not None:
+            # entry[str(id)] at every position, as the walk does, but in one C-level pass.
+            values: list[_Logprob] = list(map(dict.__getitem__, rest, map(str, known[1:])))  # type: ignore[arg-type]
+            ids = known_ids
+        else:
+            if set(map(len, rest)) != {1}:  # type: ignore[arg-type]
+                return None
+            keys: list[str] = list(chain.from_iterable(rest))  # type: ignore[arg-type]
+            joined = "".join(keys)
+            lengths = set(map(len, keys))
+            if not (joined.isascii() and joined.isdigit()) or min(lengths) < 1:
+                return None
+            if max(lengths) > _MAX_TOKEN_ID_DIGITS:
+                return None
+            ids = np.empty(count, dtype=np.int64)
+            ids[0] = -1
+            ids[1:] = list(map(int, keys))
+            values = list(chain.from_iterable(map(dict.values, rest)))  # type: ignore[arg-type]
+    except (KeyError, TypeError, OverflowError):
+        return None
+    texts: list[str] = [""]
+    texts += map(_text_of, values)
+    if None in texts:
+        return None
+    logprobs = np.empty(count, dtype=np.float64)
+    logprobs[0] = math.nan
+    logprobs[1:] = np.fromiter(map(_logprob_of, values), np.float64, count - 1)
+    return ids, logprobs, texts
+
+
+def _position_by_position(
+    entries: list[dict[str, _Logprob] | None], known: list[int] | None, requested_k: int
+) -> _Tokens:
+    count = len(entries)
+    ids = np.empty(count, dtype=np.int64)
+    logprobs = np.empty(count, dtype=np.float64)
+    texts: list[str] = [""] * count
+    ids[0] = known[0] if known is not None else -1
+    logprobs[0] = math.nan
+    for position in range(1, count):
+        entry = entries[position]
+        if entry is None:
+            raise InferenceResponseError(f"prompt_logprobs[{position}] is null")
+        token_id, value = _pick(
+            entry, position, None if known is None else known[position], requested_k
+        )
+        if value.decoded_token is None:
+            raise InferenceResponseError(f"prompt_logprobs[{position}] has no decoded_token")
+        ids[position] = token_id
+        logprobs[position] = value.logprob
+        texts[position] = value.decoded_token
+    return ids, logprobs, texts
+
+
 def parse_prompt_logprobs(
     body: bytes, *, requested_k: int = 0, prompt_token_ids: list[int] | None = None
 ) -> TokenStream:
@@ -114,27 +203,12 @@ def parse_prompt_logprobs(
         raise InferenceResponseError(
             f"prompt_token_ids has {len(known)} tokens but prompt_logprobs {count}"
         )
-    if known is not None and not all(0 <= token <= _MAX_TOKEN_ID for token in known):
-        raise InferenceResponseError("prompt_token_ids holds an id outside 0..2**63-1")
+    known_ids = None if known is None else _checked_ids(known)
     if entries[0] is not None:
         raise InferenceResponseError("prompt_logprobs[0] should be null")
-    ids = np.empty(count, dtype=np.int64)
-    logprobs = np.empty(count, dtype=np.float64)
-    texts: list[str] = [""] * count
-    ids[0] = known[0] if known is not None else -1
-    logprobs[0] = math.nan
-    for position in range(1, count):
-        entry = entries[position]
-        if entry is None:
-            raise InferenceResponseError(f"prompt_logprobs[{position}] is null")
-        token_id, value = _pick(
-            entry, position, None if known is None else known[position], requested_k
-        )
-        if value.decoded_token is None:
-            raise InferenceResponseError(f"prompt_logprobs[{position}] has no decoded_token")
-        ids[position] = token_id
-        logprobs[position] = value.logprob
-        texts[position] = value.decoded_token
+    ids, logprobs, texts = _common_shape(entries, known, known_ids) or _position_by_position(
+        entries, known, requested_k
+    )
     if not np.all(np.isfinite(logprobs[1:])):
         raise InferenceResponseError("prompt_logprobs holds a non-finite logprob")
     if np.any(logprobs[1:] > 0.0):
