@@ -51,17 +51,25 @@ def client_config(settings: Settings) -> ClientConfig:
     )
 
 
-async def _start_kafka(client: AIOKafkaConsumer | AIOKafkaProducer, what: str) -> None:
+async def _start_kafka(
+    client: AIOKafkaConsumer | AIOKafkaProducer, what: str, signals: StopSignals
+) -> bool:
+    """Start ``client``, retrying; False when a stop signal came first."""
     for attempt in range(_STARTUP_ATTEMPTS):
         try:
             await client.start()
-            return
+            return True
         except KafkaError as exc:
             log.warning(
                 "kafka not reachable yet",
                 extra={"client": what, "attempt": attempt + 1, "exc_type": type(exc).__name__},
             )
-            await asyncio.sleep(min(2.0**attempt, 10.0))
+        # Waiting out a broker outage must not outlast a SIGTERM: Kubernetes would
+        # SIGKILL the pod after its grace period, minutes before the attempts run out.
+        with contextlib.suppress(TimeoutError):
+            await asyncio.wait_for(signals.stopping.wait(), timeout=min(2.0**attempt, 10.0))
+        if signals.received:
+            return False
     raise FatalError(f"kafka {what} could not connect after {_STARTUP_ATTEMPTS} attempts")
 
 
@@ -70,6 +78,7 @@ class StopSignals:
 
     def __init__(self) -> None:
         self.received = 0
+        self.stopping = asyncio.Event()
         self._listener: Callable[[], None] | None = None
 
     def install(self) -> None:
@@ -85,6 +94,7 @@ class StopSignals:
 
     def _on_signal(self) -> None:
         self.received += 1
+        self.stopping.set()
         if self._listener is not None:
             self._listener()
 
@@ -123,11 +133,11 @@ async def _serve(settings: Settings, signals: StopSignals) -> None:
         async with ObservabilityServer(
             settings.http_host, settings.http_port, alive=alive, ready=readiness.ready
         ):
-            if signals.received:
+            if signals.received or not await _start_kafka(producer, "producer", signals):
                 return
-            await _start_kafka(producer, "producer")
             try:
-                await _start_kafka(consumer, "consumer")
+                if not await _start_kafka(consumer, "consumer", signals):
+                    return
                 try:
                     await _consume(settings, consumer, producer, store, client, health, signals)
                 finally:
