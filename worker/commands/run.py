@@ -133,12 +133,13 @@ async def _serve(settings: Settings, signals: StopSignals) -> None:
         async with ObservabilityServer(
             settings.http_host, settings.http_port, alive=alive, ready=readiness.ready
         ):
-            if signals.received or not await _start_kafka(producer, "producer", signals):
-                return
+            # Stopped even when never started: an unclosed client makes asyncio log an error.
             try:
-                if not await _start_kafka(consumer, "consumer", signals):
-                    return
                 try:
+                    if signals.received or not await _start_kafka(producer, "producer", signals):
+                        return
+                    if not await _start_kafka(consumer, "consumer", signals):
+                        return
                     await _consume(settings, consumer, producer, store, client, health, signals)
                 finally:
                     await consumer.stop()
