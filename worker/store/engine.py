@@ -48,8 +48,9 @@ def async_database_url(url: str | URL) -> URL:
     if isinstance(url, str):
         try:
             url = make_url(url)
-        except sqlalchemy.exc.ArgumentError:
-            # SQLAlchemy's message quotes the whole string, password included.
+        except (sqlalchemy.exc.ArgumentError, ValueError):
+            # SQLAlchemy's message quotes the whole string, password included; a port
+            # that is not a number fails in int(), whose message quotes what stood there.
             raise ValueError(
                 "not a database URL of the form postgresql://user:password@host:port/database"
             ) from None
