@@ -30,7 +30,7 @@ from worker.observability.health import HealthState, Readiness
 from worker.observability.logging import configure_logging
 from worker.observability.server import ObservabilityServer
 from worker.settings import Settings, load_settings
-from worker.store import ScoreStore
+from worker.store import ScoreStore, async_database_url
 
 log = logging.getLogger("worker.run")
 _STARTUP_ATTEMPTS = 12
@@ -204,9 +204,12 @@ async def _consume(
 def run_command() -> int:
     try:
         settings = load_settings()
-        settings.require_database_url()
+        async_database_url(settings.require_database_url())
     except FatalError as exc:
         print(f"memscore run: {exc.message}", file=sys.stderr)
+        return 2
+    except ValueError as exc:  # the message never repeats the URL
+        print(f"memscore run: MEMSCORE_DATABASE_URL: {exc}", file=sys.stderr)
         return 2
     configure_logging(settings.log_level, settings.log_format)
     try:
