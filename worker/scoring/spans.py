@@ -18,35 +18,10 @@ import numpy as np
 import numpy.typing as npt
 
 from worker.errors import ResponseLocateError
+from worker.scoring.text_search import Haystack, TextPattern
 
 # A capturing group, so that split() keeps the blocks: text, block, text, ..., text.
 _THINK = re.compile(r"(<think>.*?</think>)", re.DOTALL)
-# ASCII whitespace, or a run of non-ASCII characters (non-ASCII spaces included: a
-# tokenizer splits them into U+FFFD pieces like any other multi-byte character).
-_LOOSE_RUN = re.compile(r"(?a:\s)+|[^\x00-\x7f]+")
-
-
-def _text_pattern(text: str) -> str:
-    """A regex for ``text`` as it can come back from per-token decoding."""
-    out: list[str] = []
-    pos = 0
-    for match in _LOOSE_RUN.finditer(text):
-        out.append(re.escape(text[pos : match.start()]))
-        run = match.group()
-        if run.isascii():  # whitespace, which per-token decoding may lose
-            out.append(r"\s*")
-        else:
-            chars = re.escape("".join(sorted(set(run))))
-            pieces = f"[{chars}\ufffd]+"
-            # Whole characters, or the U+FFFD pieces of characters split across tokens.
-            # Atomic: runs separated only by optional whitespace could otherwise share
-            # out one long stretch of U+FFFD in exponentially many ways. A run holding
-            # U+FFFD itself may come back as more of them: only its pieces can tell.
-            whole = "" if "\ufffd" in run else f"{re.escape(run)}|"
-            out.append(f"(?>{whole}{pieces})")
-        pos = match.end()
-    out.append(re.escape(text[pos:]))
-    return "".join(out)
 
 
 def response_segments(content: str) -> list[str]:
@@ -65,19 +40,19 @@ class MessagePattern:
     """
 
     is_response: bool
-    parts: tuple[tuple[re.Pattern[str], bool], ...]
+    parts: tuple[tuple[TextPattern, bool], ...]
 
     @classmethod
     def for_message(cls, role: str, content: str) -> MessagePattern:
         if role != "assistant":
             stripped = content.strip()
-            return cls(False, ((re.compile(_text_pattern(stripped)), False),) if stripped else ())
-        parts: list[tuple[re.Pattern[str], bool]] = []
+            return cls(False, ((TextPattern(stripped), False),) if stripped else ())
+        parts: list[tuple[TextPattern, bool]] = []
         for number, piece in enumerate(_THINK.split(content)):
             is_reasoning = number % 2 == 1
             text = (piece[len("<think>") : -len("</think>")] if is_reasoning else piece).strip()
             if text:
-                parts.append((re.compile(_text_pattern(text)), not is_reasoning))
+                parts.append((TextPattern(text), not is_reasoning))
         return cls(True, tuple(parts))
 
 
@@ -98,7 +73,7 @@ def locate_responses(
     Raises ResponseLocateError naming the response (its 0-based index among the
     responses) when its content is not in the prompt.
     """
-    joined = "".join(texts)
+    joined = Haystack("".join(texts))
     lengths = np.fromiter(map(len, texts), dtype=np.int64, count=len(texts))
     ends = np.cumsum(lengths)
     starts = ends - lengths
@@ -113,7 +88,7 @@ def locate_responses(
                 # Templates that alter a message or drop a reasoning block leave no match.
                 match = pattern.search(joined, cursor)
                 if match:
-                    cursor = match.end()
+                    cursor = match[1]
                 continue
             match = pattern.search(joined, cursor)
             if match is None and cursor != settled:
@@ -125,9 +100,9 @@ def locate_responses(
                     "tokens do not belong to this conversation",
                     response_index=index,
                 )
-            first, last = _token_range(starts, ends, match.start(), match.end())
+            first, last = _token_range(starts, ends, *match)
             ranges.append(np.arange(first, last, dtype=np.intp))
-            cursor = settled = match.end()
+            cursor = settled = match[1]
         if message.is_response:
             found.append(np.concatenate(ranges) if ranges else np.empty(0, dtype=np.intp))
     return found
