@@ -18,7 +18,7 @@ from collections.abc import Awaitable, Callable, Sequence
 from dataclasses import dataclass, field
 from typing import Any, Protocol, TypeVar
 
-from aiokafka.errors import KafkaError
+from aiokafka.errors import KafkaError, MessageSizeTooLargeError
 
 from worker.consumer.messages import dlq_headers, result_event
 from worker.errors import (
@@ -34,6 +34,8 @@ from worker.store import EventSource, SaveOutcome, ScoreWriter
 
 log = logging.getLogger(__name__)
 _T = TypeVar("_T")
+#: On a DLQ record parked without its value (too large to send): the value's size in bytes.
+VALUE_DROPPED_HEADER = "memscore.value_dropped_bytes"
 
 
 class Record(Protocol):
@@ -201,9 +203,17 @@ class RecordProcessor:
 
         async def send() -> None:
             try:
-                await self.producer.send_and_wait(
-                    self.dlq_topic, value=record.value, key=record.key, headers=headers
-                )
+                try:
+                    await self.producer.send_and_wait(
+                        self.dlq_topic, value=record.value, key=record.key, headers=headers
+                    )
+                except MessageSizeTooLargeError:
+                    # Too big for any request to the DLQ: retrying cannot help, and retrying
+                    # forever would stall the partition for good. Park it without its value.
+                    dropped = (VALUE_DROPPED_HEADER, str(len(record.value or b"")).encode())
+                    await self.producer.send_and_wait(
+                        self.dlq_topic, value=b"", key=record.key, headers=[*headers, dropped]
+                    )
             except KafkaError as exc:
                 raise DependencyUnavailable(
                     f"DLQ produce failed: {type(exc).__name__}", "kafka"
