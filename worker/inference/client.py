@@ -217,20 +217,25 @@ class InferenceClient:
         self, endpoint: _Endpoint, body: bytes, model: str, messages: list[dict[str, str]]
     ) -> PromptScores:
         url = f"{endpoint.base_url}/v1/chat/completions"
+        headers = {"Content-Type": "application/json"}
         try:
-            response = await self._http.post(
-                url, content=body, headers={"Content-Type": "application/json"}
-            )
+            async with self._http.stream("POST", url, content=body, headers=headers) as response:
+                if response.status_code >= 400:
+                    await response.aread()
+                    self._raise_for_status(response, endpoint)
+                # Read into bytes of our own, not response.content: an httpx Response sits
+                # in a reference cycle, so the body it held (megabytes) would live on until
+                # the cyclic GC came round, and a conversation's bodies would pile up.
+                content = b"".join([part async for part in response.aiter_bytes()])
         except httpx.RequestError as exc:  # transport, or an undecodable body
             raise InferenceUnavailable(
                 f"{type(exc).__name__} talking to {endpoint.host}", endpoint.host
             ) from None
-        self._raise_for_status(response, endpoint)
         try:
-            tokens = parse_prompt_logprobs(response.content)
+            tokens = parse_prompt_logprobs(content)
         except AmbiguousPromptTokens:
             ids = await self._tokenize(endpoint, model, messages)
-            tokens = parse_prompt_logprobs(response.content, prompt_token_ids=ids)
+            tokens = parse_prompt_logprobs(content, prompt_token_ids=ids)
         return PromptScores(tokens=tokens, prompt_tokens=len(tokens), endpoint=endpoint.host)
 
     async def _tokenize(
