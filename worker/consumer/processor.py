@@ -205,7 +205,12 @@ class RecordProcessor:
             try:
                 try:
                     await self.producer.send_and_wait(
-                        self.dlq_topic, value=record.value, key=record.key, headers=headers
+                        self.dlq_topic,
+                        # aiokafka refuses a record with neither key nor value (other clients
+                        # produce such tombstones): park that one with an empty value.
+                        value=b"" if record.value is None and record.key is None else record.value,
+                        key=record.key,
+                        headers=headers,
                     )
                 except MessageSizeTooLargeError:
                     # Too big for any request to the DLQ: retrying cannot help, and retrying
