@@ -115,8 +115,19 @@ class ConsumerLoop:
     def _finished(self, task: asyncio.Task[str]) -> None:
         ticket = self._tasks.pop(task)
         metrics.INFLIGHT_CONVERSATIONS.set(len(self._tasks))
-        if task.cancelled() or task.exception() is not None:
+        if task.cancelled():
             return  # not done: the next owner of the partition redoes it
+        exc = task.exception()
+        if exc is not None:
+            # process() parks every failure on the DLQ, so this is a bug in that path. The
+            # offset stays unfinished and nothing after it on the partition is committed
+            # until the partition is reassigned (a rebalance, a restart): say so instead of
+            # stalling silently.
+            log.error(
+                "event task failed: no commits past it until the partition is reassigned",
+                extra={"exc_type": type(exc).__name__, "task": task.get_name()},
+            )
+            return
         outcome = task.result()
         self.tracker.finish(ticket)
         metrics.EVENTS_CONSUMED.labels(outcome).inc()
