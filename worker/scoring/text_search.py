@@ -14,7 +14,6 @@ other whitespace, are searched with the regex itself."""
 from __future__ import annotations
 
 import re
-from bisect import bisect_left, bisect_right
 from dataclasses import dataclass
 from functools import cached_property
 
@@ -67,15 +66,15 @@ class _Skeleton:
 
     A stretch is a maximal run of whitespace and non-ASCII characters that holds at least
     one non-ASCII character (so "é ë" is one stretch). ``positions[k]`` is where skeleton
-    character k starts in the text, ``ends[k]`` where its stretch ends (placeholders only),
-    ``gap_before[k]`` whether whitespace alone precedes it.
+    character k starts in the text, ``ends[k]`` where its stretch ends (placeholders only);
+    ``gaps`` are the skeleton indices that whitespace alone precedes, in order.
     """
 
     text: str
     chars: str
     positions: npt.NDArray[np.intp]
     ends: npt.NDArray[np.intp]
-    gap_before: npt.NDArray[np.bool_]
+    gaps: npt.NDArray[np.intp]
 
     @classmethod
     def of(cls, text: str, codes: npt.NDArray[np.uint32] | None = None) -> _Skeleton:
@@ -85,21 +84,21 @@ class _Skeleton:
         loose = wide | (codes == 0x20) | ((codes - 0x09) < 5)  # unsigned: 0x09..0x0D
         edges = np.flatnonzero(np.diff(loose, prepend=False, append=False))
         starts, ends = edges[0::2], edges[1::2]
-        # Characters between runs are visible ASCII, so a sum from one run's start to the
-        # next one's counts that run's non-ASCII characters.
-        stretch = np.add.reduceat(wide, starts) > 0 if starts.size else starts.astype(bool)
+        stretch = np.zeros(len(starts), dtype=np.bool_)
+        stretch[np.searchsorted(starts, np.flatnonzero(wide), side="right") - 1] = True
         keep = ~loose
         keep[starts[stretch]] = True
         positions = np.flatnonzero(keep)
-        placeholder = loose[positions]
-        kept = codes[positions]
-        kept[placeholder] = 0
+        placeholders = np.searchsorted(positions, starts[stretch])
+        kept = codes[positions].astype(np.uint8)  # visible ASCII, or a placeholder below
+        kept[placeholders] = 0
         stretch_ends = np.zeros(len(positions), dtype=np.intp)
-        stretch_ends[placeholder] = ends[stretch]
-        gap_end = np.zeros(len(codes) + 1, dtype=np.bool_)
-        gap_end[ends[~stretch]] = True
-        chars = kept.astype("<u4").tobytes().decode("utf-32-le")
-        return cls(text, chars, positions, stretch_ends, gap_end[positions])
+        stretch_ends[placeholders] = ends[stretch]
+        gap_ends = np.zeros(len(codes) + 1, dtype=np.bool_)
+        gap_ends[ends[~stretch]] = True
+        gaps = np.flatnonzero(gap_ends[positions])
+        chars = kept.tobytes().decode("latin-1")
+        return cls(text, chars, positions, stretch_ends, gaps)
 
     def stretch_at(self, k: int) -> str:
         return self.text[int(self.positions[k]) : int(self.ends[k])]
@@ -121,12 +120,6 @@ class Haystack:
         if not text.isascii() and np.isin(codes[codes >= 0x80], OTHER_SPACE_CODES).any():
             return None
         return _Skeleton.of(text, codes)
-
-    @cached_property
-    def gaps(self) -> list[int]:
-        """Skeleton indices preceded by whitespace alone, in order."""
-        skeleton = self.skeleton
-        return [] if skeleton is None else np.flatnonzero(skeleton.gap_before).tolist()
 
 
 class _Stretch:
@@ -174,9 +167,12 @@ class TextPattern:
         self.text = text
         self._skeleton: _Skeleton | None = None
         self._stretches: tuple[_Stretch, ...] = ()
+        self._spaced = np.zeros(0, dtype=np.bool_)  # whitespace may precede skeleton char k
         if _literal_search_applies(text):
             skeleton = _Skeleton.of(text)
             self._skeleton = skeleton
+            self._spaced = np.zeros(len(skeleton.chars), dtype=np.bool_)
+            self._spaced[skeleton.gaps] = True
             placeholders = np.frombuffer(skeleton.chars.encode(), np.uint8) == 0
             self._stretches = tuple(
                 _Stretch(k, skeleton.stretch_at(k)) for k in np.flatnonzero(placeholders).tolist()
@@ -192,19 +188,19 @@ class TextPattern:
         if self._skeleton is None or index is None:
             match = self.regex.search(haystack.text, pos)
             return None if match is None else match.span()
-        needle = self._skeleton
+        chars = self._skeleton.chars
         at = int(np.searchsorted(index.positions, pos))
-        while (at := index.chars.find(needle.chars, at)) >= 0:
-            if self._fits(needle, index, haystack.gaps, at):
-                last = at + len(needle.chars) - 1
+        while (at := index.chars.find(chars, at)) >= 0:
+            if self._fits(index, at):
+                last = at + len(chars) - 1
                 return int(index.positions[at]), int(index.positions[last]) + 1
             at += 1
         return None
 
-    def _fits(self, needle: _Skeleton, index: _Skeleton, gaps: list[int], at: int) -> bool:
+    def _fits(self, index: _Skeleton, at: int) -> bool:
         """Whether the skeleton match at ``at`` is a match of the text itself."""
-        inside = gaps[bisect_right(gaps, at) : bisect_left(gaps, at + len(needle.chars))]
-        if inside and not needle.gap_before[np.subtract(inside, at)].all():
+        first, last = np.searchsorted(index.gaps, (at + 1, at + len(self._spaced)))
+        if last > first and not self._spaced[index.gaps[first:last] - at].all():
             return False  # whitespace where the text has none
         return all(s.matches(index.stretch_at(at + s.at)) for s in self._stretches)
 
