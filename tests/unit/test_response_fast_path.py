@@ -72,3 +72,14 @@ def test_a_real_body_with_one_odd_position_parses_the_same_either_way(
     same_with_and_without_the_fast_pass(
         json.dumps(body).encode(), requested_k=data.draw(st.integers(0, 3))
     )
+
+
+def test_an_id_handed_in_as_true_neither_matches_1_nor_spoils_later_bodies() -> None:
+    ids = [5, 1, 2, 3, 4, 6]
+    body = vllm_shapes.body(TEXTS, ids=ids, with_ids=True)
+    handed_in = [5, True, 2, 3, 4, 6]  # as a /tokenize answer of JSON true would give
+    assert outcome(body, prompt_token_ids=handed_in) == (
+        InferenceResponseError,
+        "prompt_logprobs[1] lacks the prompt token True",
+    )
+    assert outcome(body)[0] == ids

@@ -11,6 +11,7 @@ length that disagrees with usage.prompt_tokens — is an InferenceResponseError.
 from __future__ import annotations
 
 import math
+from collections.abc import Callable
 from itertools import chain
 from operator import attrgetter
 
@@ -50,6 +51,25 @@ class _Body(msgspec.Struct):
 
 
 _decoder = msgspec.json.Decoder(_Body)
+
+
+class _IdTexts(dict[int, str]):
+    """str(token id), remembered: a vocabulary's ids recur in every response, and a
+    remembered string also brings its hash, so the position's dict finds it faster.
+
+    Bounded: a server sending ever new ids only makes it start over.
+    """
+
+    limit = 1 << 18
+
+    def __missing__(self, token_id: int) -> str:
+        if len(self) >= self.limit:
+            self.clear()
+        text = self[token_id] = str(token_id)
+        return text
+
+
+_id_texts = _IdTexts()
 _MAX_TOKEN_ID = int(np.iinfo(np.int64).max)
 _MAX_TOKEN_ID_DIGITS = len(str(_MAX_TOKEN_ID))
 
@@ -109,6 +129,7 @@ def _common_shape(
     entries: list[dict[str, _Logprob] | None],
     known: list[int] | None,
     known_ids: npt.NDArray[np.int64] | None,
+    id_text: Callable[[int], str] = str,
 ) -> _Tokens | None:
     """The tokens of a well-formed body in a few C-level passes, or None to go slowly.
 
@@ -122,7 +143,7 @@ def _common_shape(
     try:
         if known is not None and known_ids is not None:
             # entry[str(id)] at every position, as the walk does, but in one C-level pass.
-            values: list[_Logprob] = list(map(dict.__getitem__, rest, map(str, known[1:])))  # type: ignore[arg-type]
+            values: list[_Logprob] = list(map(dict.__getitem__, rest, map(id_text, known[1:])))  # type: ignore[arg-type]
             ids = known_ids
         else:
             if set(map(len, rest)) != {1}:  # type: ignore[arg-type]
@@ -206,9 +227,11 @@ def parse_prompt_logprobs(
     known_ids = None if known is None else _checked_ids(known)
     if entries[0] is not None:
         raise InferenceResponseError("prompt_logprobs[0] should be null")
-    ids, logprobs, texts = _common_shape(entries, known, known_ids) or _position_by_position(
-        entries, known, requested_k
-    )
+    # Ids from the body are plain ints; ids handed in may be anything int-like (a bool from
+    # a JSON true is one), which must not reach the shared memo of their texts.
+    id_text = _id_texts.__getitem__ if prompt_token_ids is None else str
+    tokens = _common_shape(entries, known, known_ids, id_text)
+    ids, logprobs, texts = tokens or _position_by_position(entries, known, requested_k)
     if not np.all(np.isfinite(logprobs[1:])):
         raise InferenceResponseError("prompt_logprobs holds a non-finite logprob")
     if np.any(logprobs[1:] > 0.0):
