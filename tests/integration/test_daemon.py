@@ -14,13 +14,11 @@ import pytest
 from devstack.model_server import running_model_server
 from devstack.samples import generated_event
 from tests.integration.harness import (
-    WorkerProcess,
     committed_offsets,
     eventually,
     produce,
     read_topic,
     scalar,
-    worker_env,
 )
 from worker.consumer.messages import result_event_id
 
@@ -32,43 +30,6 @@ def slow_model_url() -> Iterator[str]:
     """Every request takes 0.4 s: a SIGTERM surely lands while work is in flight."""
     with running_model_server("synthetic", request_overhead_ms=400) as url:
         yield url
-
-
-@pytest.fixture
-def make_worker(
-    tmp_path: Path,
-    kafka_bootstrap: str,
-    database_url: str,
-    synthetic_model_url: str,
-    topic_names: Any,
-    group_id: str,
-) -> Iterator[Any]:
-    workers: list[WorkerProcess] = []
-
-    def make(model_url: str = synthetic_model_url, **extra: str) -> WorkerProcess:
-        env = worker_env(
-            bootstrap=kafka_bootstrap,
-            database_url=database_url,
-            model_url=model_url,
-            topics=topic_names,
-            group_id=group_id,
-            **extra,
-        )
-        worker = WorkerProcess(env=env, log_path=tmp_path / f"worker-{len(workers)}.log")
-        workers.append(worker)
-        return worker
-
-    yield make
-    for worker in workers:
-        worker.kill()
-
-
-@pytest.fixture
-def migrated(database_url: str) -> str:
-    from worker.store import upgrade_schema
-
-    upgrade_schema(database_url)
-    return database_url
 
 
 async def runs(database_url: str) -> int:
@@ -166,7 +127,7 @@ async def test_sigterm_drains_commits_and_nothing_is_redone_after_restart(
 ) -> None:
     events = [generated_event(100 + s, memories=4) for s in range(16)]
     await produce(kafka_bootstrap, topic_names.input, events)  # type: ignore[arg-type]
-    worker = make_worker(slow_model_url, MEMSCORE_MAX_INFLIGHT_CONVERSATIONS="4")
+    worker = make_worker(model_url=slow_model_url, MEMSCORE_MAX_INFLIGHT_CONVERSATIONS="4")
     worker.start()
 
     async def some_stored() -> bool:
@@ -180,7 +141,7 @@ async def test_sigterm_drains_commits_and_nothing_is_redone_after_restart(
     offsets = await committed_offsets(kafka_bootstrap, group_id, topic_names.input)
     assert sum(offsets.values()) == stored  # what is committed is exactly what is stored
 
-    restarted = make_worker(slow_model_url)
+    restarted = make_worker(model_url=slow_model_url)
     restarted.start()
 
     async def all_stored() -> bool:
@@ -282,7 +243,9 @@ async def test_out_of_order_completion_in_one_partition_never_commits_past_unfin
     events = [generated_event(500 + s, memories=8 if s % 3 == 0 else 1) for s in range(15)]
     await produce(kafka_bootstrap, single, events)  # type: ignore[arg-type]
     worker = make_worker(
-        slow_model_url, MEMSCORE_INPUT_TOPIC=single, MEMSCORE_MAX_INFLIGHT_CONVERSATIONS="6"
+        model_url=slow_model_url,
+        MEMSCORE_INPUT_TOPIC=single,
+        MEMSCORE_MAX_INFLIGHT_CONVERSATIONS="6",
     )
     worker.start()
 

@@ -39,6 +39,7 @@ from sqlalchemy.ext.asyncio import create_async_engine
 
 from devstack.broker import Broker, create_topics
 from tests.fixtures.broker import TopicNames
+from tests.fixtures.worker import WorkerFactory
 from tests.integration.harness import (
     WorkerProcess,
     committed_offsets,
@@ -46,7 +47,7 @@ from tests.integration.harness import (
     produce,
     scalar,
 )
-from tests.reliability.conftest import ModelServerFactory, WorkerFactory
+from tests.reliability.conftest import ModelServerFactory
 from tests.reliability.support import (
     Ledger,
     outcomes,

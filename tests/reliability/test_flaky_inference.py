@@ -14,8 +14,9 @@ import pytest
 
 from devstack.samples import generated_event
 from tests.fixtures.broker import TopicNames
+from tests.fixtures.worker import WorkerFactory
 from tests.integration.harness import WorkerProcess, committed_offsets, eventually, produce
-from tests.reliability.conftest import ModelServerFactory, WorkerFactory
+from tests.reliability.conftest import ModelServerFactory
 from tests.reliability.misbehaving_proxy import Fault, MisbehavingProxy
 from tests.reliability.support import (
     Ledger,

@@ -14,8 +14,8 @@ from aiokafka import AIOKafkaProducer
 
 from devstack.samples import generated_event
 from tests.fixtures.broker import TopicNames
+from tests.fixtures.worker import WorkerFactory
 from tests.integration.harness import committed_offsets, eventually
-from tests.reliability.conftest import WorkerFactory
 from tests.reliability.support import exit_code, log_entries, read_all, stored_runs, tail
 from worker.consumer.messages import MAX_REASON_CHARS
 from worker.consumer.processor import VALUE_DROPPED_HEADER as VALUE_DROPPED

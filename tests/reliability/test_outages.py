@@ -21,8 +21,9 @@ from devstack.broker import Broker, create_topics
 from devstack.postgres import EmbeddedPostgres
 from devstack.samples import generated_event
 from tests.fixtures.broker import TopicNames
+from tests.fixtures.worker import WorkerFactory
 from tests.integration.harness import WorkerProcess, committed_offsets, eventually, produce
-from tests.reliability.conftest import ModelServerFactory, WorkerFactory
+from tests.reliability.conftest import ModelServerFactory
 from tests.reliability.support import (
     Ledger,
     metric,

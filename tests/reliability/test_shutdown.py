@@ -15,8 +15,9 @@ import pytest
 from devstack.ports import free_port
 from devstack.samples import generated_event
 from tests.fixtures.broker import TopicNames
+from tests.fixtures.worker import WorkerFactory
 from tests.integration.harness import committed_offsets, eventually, produce
-from tests.reliability.conftest import ModelServerFactory, WorkerFactory
+from tests.reliability.conftest import ModelServerFactory
 from tests.reliability.support import Ledger, exit_code, stored_runs, tail
 
 pytestmark = pytest.mark.slow
