@@ -109,3 +109,11 @@ def test_a_long_text_is_found_without_compiling_its_regex() -> None:
 def test_other_space_codes_are_what_re_takes_for_whitespace_beyond_ascii() -> None:
     spaces = [code for code in range(0x80, 0x110000) if re.fullmatch(r"\s", chr(code))]
     assert OTHER_SPACE_CODES.tolist() == spaces
+
+
+def test_a_text_opening_and_closing_with_non_ascii_is_found_without_its_regex() -> None:
+    text = "Łódź is " + "nice " * 1_000 + "🐈"
+    haystack = "x " + text.replace("Ł", "\ufffd\ufffd").replace("🐈", "\ufffd" * 4)
+    pattern = TextPattern(text)
+    assert pattern.search(Haystack(haystack), 0) == regex_span(text, haystack, 0)
+    assert "regex" not in vars(pattern)

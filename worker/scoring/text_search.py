@@ -8,8 +8,8 @@ than parsing the server's whole response — and every conversation brings new t
 that regex cannot backtrack over a visible ASCII character, so a match is a substring match of
 two skeletons (the texts without whitespace, each stretch of non-ASCII characters and the
 whitespace around them shrunk to one placeholder), checked where the prompt has whitespace and
-stretch by stretch. Texts that begin or end with anything but visible ASCII, and prompts with
-other whitespace, are searched with the regex itself."""
+stretch by stretch. Texts without a visible ASCII character, and prompts with other
+whitespace, are searched with the regex itself."""
 
 from __future__ import annotations
 
@@ -161,22 +161,37 @@ class _Stretch:
 
 
 class TextPattern:
-    """One text to find; ``search`` answers as ``re.search(text_regex(text), ...)`` would."""
+    """One text to find; ``search`` answers as ``re.search(text_regex(text), ...)`` would.
+
+    The text's core, from its first to its last visible ASCII character, is found through
+    the skeletons; a non-ASCII stretch before or after the core (a text that opens with
+    "Łódź" or ends with an emoji) is checked with its own small regex in the prompt's
+    stretch next to the core's match.
+    """
 
     def __init__(self, text: str) -> None:
         self.text = text
         self._skeleton: _Skeleton | None = None
         self._stretches: tuple[_Stretch, ...] = ()
         self._spaced = np.zeros(0, dtype=np.bool_)  # whitespace may precede skeleton char k
-        if _literal_search_applies(text):
-            skeleton = _Skeleton.of(text)
-            self._skeleton = skeleton
-            self._spaced = np.zeros(len(skeleton.chars), dtype=np.bool_)
-            self._spaced[skeleton.gaps] = True
-            placeholders = np.frombuffer(skeleton.chars.encode(), np.uint8) == 0
-            self._stretches = tuple(
-                _Stretch(k, skeleton.stretch_at(k)) for k in np.flatnonzero(placeholders).tolist()
-            )
+        self._lead: re.Pattern[str] | None = None
+        self._trail: re.Pattern[str] | None = None
+        begin, end = _core(text)
+        core = text[begin:end]
+        if not core or _PLACEHOLDER in core:
+            return
+        skeleton = _Skeleton.of(core)
+        self._skeleton = skeleton
+        self._spaced = np.zeros(len(skeleton.chars), dtype=np.bool_)
+        self._spaced[skeleton.gaps] = True
+        placeholders = np.frombuffer(skeleton.chars.encode(), np.uint8) == 0
+        self._stretches = tuple(
+            _Stretch(k, skeleton.stretch_at(k)) for k in np.flatnonzero(placeholders).tolist()
+        )
+        if begin:
+            self._lead = re.compile(text_regex(text[:begin]))
+        if end < len(text):
+            self._trail = re.compile(text_regex(text[end:]))
 
     @cached_property
     def regex(self) -> re.Pattern[str]:
@@ -192,30 +207,57 @@ class TextPattern:
         at = int(np.searchsorted(index.positions, pos))
         while (at := index.chars.find(chars, at)) >= 0:
             if self._fits(index, at):
-                last = at + len(chars) - 1
-                return int(index.positions[at]), int(index.positions[last]) + 1
+                span = self._ends(index, at, at + len(chars) - 1, pos)
+                if span is not None:
+                    return span
             at += 1
         return None
 
     def _fits(self, index: _Skeleton, at: int) -> bool:
-        """Whether the skeleton match at ``at`` is a match of the text itself."""
+        """Whether the skeleton match at ``at`` is a match of the text's core."""
         first, last = np.searchsorted(index.gaps, (at + 1, at + len(self._spaced)))
         if last > first and not self._spaced[index.gaps[first:last] - at].all():
             return False  # whitespace where the text has none
         return all(s.matches(index.stretch_at(at + s.at)) for s in self._stretches)
+
+    def _ends(self, index: _Skeleton, at: int, last: int, pos: int) -> tuple[int, int] | None:
+        """The whole match around the core's match at skeleton ``at``..``last``, if any."""
+        start, end = int(index.positions[at]), int(index.positions[last]) + 1
+        if self._lead is not None:
+            # The leftmost place in the whitespace and non-ASCII run just before the core
+            # from which the text's lead reaches the core, as the regex would start.
+            if at == 0:
+                run = 0
+            else:
+                before = int(index.positions[at - 1])
+                run = before if index.chars[at - 1] == _PLACEHOLDER else before + 1
+            text = index.text
+            lead = self._lead
+            reaches = (s for s in range(max(run, pos), start + 1) if lead.fullmatch(text, s, start))
+            start = next(reaches, -1)
+            if start < 0:
+                return None
+        if self._trail is not None:
+            match = self._trail.match(index.text, end)
+            if match is None:
+                return None
+            end = match.end()
+        return start, end
 
 
 def _code_points(text: str) -> npt.NDArray[np.uint32]:
     return np.frombuffer(text.encode("utf-32-le", "surrogatepass"), dtype="<u4")
 
 
-def _literal_search_applies(text: str) -> bool:
-    """Text that begins and ends with a visible ASCII character and holds no NUL."""
-    return (
-        bool(text)
-        and text[0].isascii()
-        and text[-1].isascii()
-        and text[0] not in _ASCII_SPACE
-        and text[-1] not in _ASCII_SPACE
-        and _PLACEHOLDER not in text
-    )
+def _core(text: str) -> tuple[int, int]:
+    """Where the text's first visible ASCII character is, and just after its last one."""
+    begin, end = 0, len(text)
+    while begin < end and _loose(text[begin]):
+        begin += 1
+    while end > begin and _loose(text[end - 1]):
+        end -= 1
+    return begin, end
+
+
+def _loose(char: str) -> bool:
+    return char >= "\x80" or char in _ASCII_SPACE
