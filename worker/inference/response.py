@@ -10,8 +10,10 @@ length that disagrees with usage.prompt_tokens — is an InferenceResponseError.
 
 from __future__ import annotations
 
+import gc
 import math
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
 from itertools import chain
 from operator import attrgetter
 
@@ -202,6 +204,31 @@ def parse_prompt_logprobs(
 
     ``prompt_token_ids`` (e.g. from /tokenize) overrides the ids in the body.
     """
+    with _cyclic_gc_paused():
+        return _parse(body, requested_k, prompt_token_ids)
+
+
+@contextmanager
+def _cyclic_gc_paused() -> Iterator[None]:
+    """No cyclic garbage collection inside: for work that makes many objects and no cycles.
+
+    A body decodes into a dict per position: tens of thousands of new containers that cannot
+    form a cycle and are freed when the parse is over. Collections set off meanwhile would
+    walk them, and, as they are still alive, promote them to the old generation, whose
+    growth then sets off full collections of the whole process heap (aiokafka, SQLAlchemy,
+    pydantic...) every few responses.
+    """
+    if not gc.isenabled():
+        yield
+        return
+    gc.disable()
+    try:
+        yield
+    finally:
+        gc.enable()
+
+
+def _parse(body: bytes, requested_k: int, prompt_token_ids: list[int] | None) -> TokenStream:
     try:
         parsed = _decoder.decode(body)
     except msgspec.DecodeError as exc:
