@@ -215,7 +215,7 @@ def run(lengths: tuple[int, ...] = LENGTHS, memories: tuple[int, ...] = MEMORIES
         figures,
         [
             Target("cpu_loglog_exponent", "<=", 1.1),
-            Target("cpu_steepest_line_exponent", "<=", 1.15),
+            Target("cpu_steepest_line_exponent", "<=", 1.25),
             Target("memory_loglog_exponent", "<=", 1.1),
             Target("memory_steepest_step_exponent", "<=", 1.25),
         ],
