@@ -11,21 +11,19 @@ from __future__ import annotations
 
 import argparse
 import contextlib
-import signal
 import socket
 import struct
 import subprocess
 import sys
-import threading
 import time
 from collections.abc import Iterator, Mapping
 from pathlib import Path
-from types import FrameType
 from typing import Final
 
 from aiokafka.admin import AIOKafkaAdminClient, NewTopic
 
 from devstack.ports import free_port
+from devstack.signals import stop_on_signals
 
 __all__ = [
     "FAST_GROUP_JOIN",
@@ -222,14 +220,7 @@ def main(argv: list[str]) -> int:
     parser.add_argument("--port", type=int, default=9092, help="listener port (default 9092)")
     args = parser.parse_args(argv)
 
-    stop_requested = threading.Event()
-
-    def request_stop(signum: int, frame: FrameType | None) -> None:
-        stop_requested.set()
-
-    # Installed before the start, so an early SIGTERM still stops Tansu on the way out.
-    signal.signal(signal.SIGTERM, request_stop)
-    signal.signal(signal.SIGINT, request_stop)
+    stop_requested = stop_on_signals()
     broker = Broker(args.port)
     try:
         broker.start()

@@ -10,13 +10,11 @@ from __future__ import annotations
 
 import argparse
 import re
-import signal
 import subprocess
 import sys
-import threading
 import warnings
 from pathlib import Path
-from types import FrameType, ModuleType
+from types import ModuleType
 from typing import Final
 from uuid import uuid4
 
@@ -24,6 +22,8 @@ from sqlalchemy import text
 from sqlalchemy.engine import URL, make_url
 from sqlalchemy.ext.asyncio import create_async_engine
 from sqlalchemy.pool import NullPool
+
+from devstack.signals import stop_on_signals
 
 __all__ = [
     "EmbeddedPostgres",
@@ -227,14 +227,7 @@ def main(argv: list[str]) -> int:
     )
     args = parser.parse_args(argv)
 
-    stop_requested = threading.Event()
-
-    def request_stop(signum: int, frame: FrameType | None) -> None:
-        stop_requested.set()
-
-    # Installed before the start, so an early SIGTERM still stops the server on the way out.
-    signal.signal(signal.SIGTERM, request_stop)
-    signal.signal(signal.SIGINT, request_stop)
+    stop_requested = stop_on_signals()
     server = EmbeddedPostgres(args.dir)
     try:
         server.start()
