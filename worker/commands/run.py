@@ -36,21 +36,6 @@ log = logging.getLogger("worker.run")
 _STARTUP_ATTEMPTS = 12
 
 
-def client_config(settings: Settings) -> ClientConfig:
-    return ClientConfig(
-        base_urls=settings.vllm_urls,
-        api_key=settings.api_key(),
-        timeout_seconds=settings.vllm_timeout_seconds,
-        connect_timeout_seconds=settings.vllm_connect_timeout_seconds,
-        max_attempts=settings.vllm_max_attempts,
-        retry_base_seconds=settings.retry_base_seconds,
-        retry_max_seconds=settings.retry_max_seconds,
-        breaker_failure_threshold=settings.breaker_failure_threshold,
-        breaker_reset_seconds=settings.breaker_reset_seconds,
-        return_token_ids=settings.vllm_return_token_ids,
-    )
-
-
 async def _start_kafka(
     client: AIOKafkaConsumer | AIOKafkaProducer, what: str, signals: StopSignals
 ) -> bool:
@@ -120,10 +105,8 @@ async def _serve(settings: Settings, signals: StopSignals) -> None:
     consumer = build_consumer(settings)
     producer = build_producer(settings)
     async with (
-        ScoreStore.connect(
-            settings.require_database_url(), pool_size=settings.database_pool_size
-        ) as store,
-        InferenceClient(client_config(settings), limiter) as client,
+        ScoreStore.from_settings(settings) as store,
+        InferenceClient(ClientConfig.from_settings(settings), limiter) as client,
     ):
         readiness = Readiness(health, store.ping)
 
@@ -159,9 +142,7 @@ async def _consume(
     gate = DependencyGate()
     scorer = ConversationScorer(
         client,
-        ScoringOptions(
-            default_model=settings.model, metric=settings.metric, noise_floor=settings.noise_floor
-        ),
+        ScoringOptions.from_settings(settings),
     )
     processor = RecordProcessor(
         scorer=scorer,

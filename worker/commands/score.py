@@ -7,6 +7,7 @@ Exit codes: 0 scored; 1 the server failed or refused (its message is shown);
 from __future__ import annotations
 
 import asyncio
+import dataclasses
 import json
 import sys
 from pathlib import Path
@@ -37,27 +38,17 @@ def _read(file: str) -> bytes:
 async def _score(
     event: ConversationEvent, settings: Settings, urls: list[str]
 ) -> ConversationScore:
-    config = ClientConfig(
+    config = dataclasses.replace(
+        ClientConfig.from_settings(settings),
         base_urls=urls,
-        api_key=settings.api_key(),
-        timeout_seconds=settings.vllm_timeout_seconds,
-        connect_timeout_seconds=settings.vllm_connect_timeout_seconds,
         max_attempts=min(settings.vllm_max_attempts, _CLI_MAX_ATTEMPTS),
-        retry_base_seconds=settings.retry_base_seconds,
         retry_max_seconds=min(settings.retry_max_seconds, 5.0),
-        breaker_failure_threshold=settings.breaker_failure_threshold,
-        breaker_reset_seconds=settings.breaker_reset_seconds,
-        return_token_ids=settings.vllm_return_token_ids,
     )
     limiter = InflightLimiter(settings.max_inflight_requests, settings.max_inflight_tokens)
     async with InferenceClient(config, limiter) as client:
         scorer = ConversationScorer(
             client,
-            ScoringOptions(
-                default_model=settings.model,
-                metric=settings.metric,
-                noise_floor=settings.noise_floor,
-            ),
+            ScoringOptions.from_settings(settings),
         )
         return await scorer.score(event)
 

@@ -32,6 +32,7 @@ from worker.inference.limiter import InflightLimiter
 from worker.inference.response import AmbiguousPromptTokens, parse_prompt_logprobs
 from worker.observability import metrics
 from worker.scoring.tokens import TokenStream
+from worker.settings import Settings
 
 log = logging.getLogger(__name__)
 
@@ -51,6 +52,21 @@ class ClientConfig:
     breaker_failure_threshold: int = 5
     breaker_reset_seconds: float = 15.0
     return_token_ids: bool = True
+
+    @classmethod
+    def from_settings(cls, settings: Settings) -> ClientConfig:
+        return cls(
+            base_urls=settings.vllm_urls,
+            api_key=settings.api_key(),
+            timeout_seconds=settings.vllm_timeout_seconds,
+            connect_timeout_seconds=settings.vllm_connect_timeout_seconds,
+            max_attempts=settings.vllm_max_attempts,
+            retry_base_seconds=settings.retry_base_seconds,
+            retry_max_seconds=settings.retry_max_seconds,
+            breaker_failure_threshold=settings.breaker_failure_threshold,
+            breaker_reset_seconds=settings.breaker_reset_seconds,
+            return_token_ids=settings.vllm_return_token_ids,
+        )
 
 
 @dataclass

@@ -28,6 +28,7 @@ from worker.scoring import (
     build_memory_score,
     locate_responses,
 )
+from worker.settings import Settings
 
 log = logging.getLogger(__name__)
 _T = TypeVar("_T")
@@ -49,6 +50,12 @@ class ScoringOptions:
     default_model: str
     metric: Metric = "drop"
     noise_floor: float = 0.0
+
+    @classmethod
+    def from_settings(cls, settings: Settings) -> ScoringOptions:
+        return cls(
+            default_model=settings.model, metric=settings.metric, noise_floor=settings.noise_floor
+        )
 
 
 @dataclass(frozen=True)
