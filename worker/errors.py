@@ -7,6 +7,8 @@
     │   ├── EventValidationError    JSON that does not match the schema (names the field)
     │   ├── ContextLengthError      the model rejects the conversation as too long
     │   ├── ModelRequestRejected    any other 4xx from the model server
+    │   ├── RetryBudgetExhausted    failed for EVENT_RETRY_BUDGET_SECONDS while the
+    │   │                           dependency served other events
     │   └── ResponseLocateError     an assistant response cannot be found in the tokens
     ├── InferenceResponseError    the server answered 2xx with a body we cannot trust
     │                             (NaN, missing field, length mismatch); retried a few times
@@ -71,6 +73,24 @@ class ModelRequestRejected(PoisonEventError):
     def __init__(self, message: str, status_code: int) -> None:
         super().__init__(message)
         self.status_code = status_code
+
+
+class RetryBudgetExhausted(PoisonEventError):
+    """This event kept failing on a dependency that meanwhile served other events.
+
+    An out-of-memory prefill on one long conversation, say: retrying it for ever would
+    hold its partition's commits. A real outage (every event failing) never gets here.
+    """
+
+    error_class = "retry_budget"
+
+    def __init__(self, dependency: str, failing_seconds: float, last_error: str) -> None:
+        super().__init__(
+            f"{dependency} kept failing for this event for {failing_seconds:.0f} s while it "
+            f"served other events (last error: {last_error})"
+        )
+        self.dependency = dependency
+        self.failing_seconds = failing_seconds
 
 
 class ResponseLocateError(PoisonEventError):

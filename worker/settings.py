@@ -61,6 +61,9 @@ class Settings(BaseSettings):
     vllm_max_attempts: int = Field(default=6, ge=1)
     retry_base_seconds: float = Field(default=0.5, gt=0)
     retry_max_seconds: float = Field(default=30.0, gt=0)
+    # An event that keeps failing this long on a dependency which meanwhile serves other
+    # events is parked on the DLQ (class retry_budget); an outage is waited out.
+    event_retry_budget_seconds: float = Field(default=1800.0, gt=0)
     breaker_failure_threshold: int = Field(default=5, ge=1)
     breaker_reset_seconds: float = Field(default=15.0, gt=0)
     # Ask for prompt_token_ids (vLLM >= 0.10.2; older servers ignore the field) so the
