@@ -17,6 +17,7 @@ from hypothesis import HealthCheck, example, given, settings
 from hypothesis import strategies as st
 
 from tests.unit import vllm_shapes
+from tests.unit.message_patterns import as_sent
 from worker.errors import (
     EventDecodeError,
     EventTooLargeError,
@@ -26,7 +27,7 @@ from worker.errors import (
 )
 from worker.events import ConversationEvent, decode_event
 from worker.inference.response import parse_prompt_logprobs
-from worker.scoring.spans import MessagePattern, locate_responses, response_segments
+from worker.scoring.spans import locate_responses, response_segments
 from worker.scoring.tokens import TokenStream
 
 pytestmark = pytest.mark.timeout(60)
@@ -361,7 +362,7 @@ conversations = st.lists(st.tuples(roles, contents), min_size=1, max_size=6)
 
 
 def found_or_locate_error(texts: list[str], messages: list[tuple[str, str]]) -> list[Any] | None:
-    patterns = [MessagePattern.for_message(role, content) for role, content in messages]
+    patterns = [as_sent(role, content) for role, content in messages]
     try:
         return locate_responses(texts, patterns)
     except ResponseLocateError:
@@ -383,7 +384,7 @@ def test_arbitrary_tokens_are_found_or_a_locate_error(
 @example([("assistant", "a <think>b</think> c")])
 def test_every_rendered_response_is_found(messages: list[tuple[str, str]]) -> None:
     texts = vllm_shapes.tokenize(vllm_shapes.chatml(messages))
-    patterns = [MessagePattern.for_message(role, content) for role, content in messages]
+    patterns = [as_sent(role, content) for role, content in messages]
     spans = locate_responses(texts, patterns)
     scored = [bool(response_segments(c)) for role, c in messages if role == "assistant"]
     assert [len(span) > 0 for span in spans] == scored
@@ -396,9 +397,9 @@ def test_many_split_characters_between_spaces_do_not_backtrack_for_ever() -> Non
     messages = [("system", "é" * 200), ("user", memory), ("assistant", "Yes.")]
     texts = vllm_shapes.tokenize(vllm_shapes.chatml(messages))
     patterns = [
-        MessagePattern.for_message("system", ""),  # as the scorer does: not anchored
-        MessagePattern.for_message("user", memory),
-        MessagePattern.for_message("assistant", "Yes."),
+        as_sent("system", ""),  # as the scorer does: not anchored
+        as_sent("user", memory),
+        as_sent("assistant", "Yes."),
     ]
     assert ["".join(texts[i] for i in span) for span in locate_responses(texts, patterns)] == [
         "Yes."
@@ -407,7 +408,7 @@ def test_many_split_characters_between_spaces_do_not_backtrack_for_ever() -> Non
 
 def located(messages: list[tuple[str, str]]) -> list[str]:
     texts = vllm_shapes.tokenize(vllm_shapes.chatml(messages))
-    patterns = [MessagePattern.for_message(role, content) for role, content in messages]
+    patterns = [as_sent(role, content) for role, content in messages]
     return ["".join(texts[i] for i in span) for span in locate_responses(texts, patterns)]
 
 

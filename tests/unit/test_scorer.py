@@ -352,3 +352,46 @@ def test_fake_scores_a_word_by_whether_an_earlier_message_holds_it() -> None:
     texts = vllm_shapes.tokenize(vllm_shapes.chatml([("user", "dog"), ("assistant", "cat dog")]))
     scored = zip(texts, word_logprobs(texts), strict=True)
     assert [lp for text, lp in scored if text in ("cat", " dog")] == [UNKNOWN, KNOWN]
+
+
+# --- memories are never responses -----------------------------------------------------
+
+
+@pytest.mark.parametrize("role", ["user", "assistant", "system", "tool"])
+async def test_memory_of_any_role_is_a_row_never_a_column(role: str) -> None:
+    event = event_of(
+        memory("pet", "The user's dog is named Biscuit.", role=role),
+        message("user", "What is my dog called?"),
+        message("assistant", "Biscuit."),
+    )
+    result = await scorer_for(FakeModel()).score(event)
+    score = result.score
+    assert (score.memory_keys, score.response_entry_indices, score.matrix.shape) == (
+        ("pet",),
+        (2,),
+        (1, 1),
+    )
+
+
+async def test_assistant_role_memory_is_sent_with_its_role() -> None:
+    model = FakeModel()
+    event = event_of(
+        memory("pet", "The user's dog is named Biscuit.", role="assistant"),
+        message("user", "What is my dog called?"),
+        message("assistant", "Biscuit."),
+    )
+    await scorer_for(model).score(event)
+    assert model.requests[0][1] == {
+        "role": "assistant",
+        "content": "The user's dog is named Biscuit.",
+    }
+
+
+async def test_assistant_role_memory_does_not_change_what_the_answer_lost() -> None:
+    event = event_of(
+        memory("pet", "The user's dog is named Biscuit.", role="assistant"),
+        message("user", "What is my dog called?"),
+        message("assistant", "Biscuit."),
+    )
+    result = await scorer_for(FakeModel()).score(event)
+    assert result.score.matrix.round(9).tolist() == [[LOST]]

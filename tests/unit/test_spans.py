@@ -5,8 +5,9 @@ from __future__ import annotations
 import pytest
 
 from tests.unit import vllm_shapes
+from tests.unit.message_patterns import as_sent
 from worker.errors import ResponseLocateError
-from worker.scoring.spans import MessagePattern, locate_responses, response_segments
+from worker.scoring.spans import locate_responses, response_segments
 from worker.scoring.tokens import normalize_token_texts
 
 CONVERSATION = [
@@ -20,7 +21,7 @@ CONVERSATION = [
 
 
 def located_texts(texts: list[str], messages: list[tuple[str, str]]) -> list[str]:
-    patterns = [MessagePattern.for_message(role, content) for role, content in messages]
+    patterns = [as_sent(role, content) for role, content in messages]
     return ["".join(texts[i] for i in span) for span in locate_responses(texts, patterns)]
 
 
@@ -42,7 +43,7 @@ def test_smollm2_split_assistant_header_does_not_matter() -> None:
 
 def test_role_header_and_end_of_turn_are_not_part_of_the_response() -> None:
     texts = vllm_shapes.tokenize(vllm_shapes.chatml(CONVERSATION))
-    patterns = [MessagePattern.for_message(r, c) for r, c in CONVERSATION]
+    patterns = [as_sent(r, c) for r, c in CONVERSATION]
     span = locate_responses(texts, patterns)[0]
     assert [texts[i] for i in span] == ["Your", " dog", " is", " called", " Biscuit", "."]
 
@@ -54,7 +55,7 @@ def test_answer_quoted_in_an_earlier_user_message_is_not_mistaken_for_it() -> No
         ("assistant", "Your dog is called Biscuit."),
     ]
     texts = vllm_shapes.tokenize(vllm_shapes.chatml(messages))
-    span = locate_responses(texts, [MessagePattern.for_message(r, c) for r, c in messages])[0]
+    span = locate_responses(texts, [as_sent(r, c) for r, c in messages])[0]
     # The response's tokens come after the user's quote of the same words.
     assert min(span) > texts.index("<|im_start|>", 5)
 
@@ -110,7 +111,7 @@ def test_legacy_sentencepiece_pieces_are_decoded() -> None:
 def test_pieces_without_their_spaces_still_match() -> None:
     # Some releases decode SentencePiece tokens one by one and lose the spaces.
     texts = ["<|im_start|>", "assistant", "\n", "Your", "dog", "is", "Biscuit", ".", "<|im_end|>"]
-    patterns = [MessagePattern.for_message("assistant", "Your dog is Biscuit.")]
+    patterns = [as_sent("assistant", "Your dog is Biscuit.")]
     assert [len(s) for s in locate_responses(texts, patterns)] == [5]
 
 
@@ -118,7 +119,7 @@ def test_missing_response_raises_an_error_naming_it() -> None:
     messages = [("system", "s"), ("user", "q"), ("assistant", "Biscuit."), ("assistant", "Rex.")]
     texts = vllm_shapes.tokenize(vllm_shapes.chatml(messages[:3]))
     with pytest.raises(ResponseLocateError, match="response 1") as info:
-        locate_responses(texts, [MessagePattern.for_message(r, c) for r, c in messages])
+        locate_responses(texts, [as_sent(r, c) for r, c in messages])
     assert info.value.response_index == 1
 
 

@@ -67,8 +67,16 @@ class _Message:
 
 
 def _plan(event: ConversationEvent) -> list[_Message]:
+    # The event says which entries are responses (assistant messages); a memory is
+    # never one, whatever role it is sent with.
+    responses = set(event.response_indices)
     messages = [
-        _Message(None, "system", event.system_prompt, MessagePattern.for_message("system", ""))
+        _Message(
+            None,
+            "system",
+            event.system_prompt,
+            MessagePattern.for_message("system", "", is_response=False),
+        )
     ]
     if event.context_message is not None:
         messages.append(
@@ -76,18 +84,14 @@ def _plan(event: ConversationEvent) -> list[_Message]:
                 None,
                 "user",
                 event.context_message,
-                MessagePattern.for_message("user", event.context_message),
+                MessagePattern.for_message("user", event.context_message, is_response=False),
             )
         )
     for index, entry in enumerate(event.entries):
-        messages.append(
-            _Message(
-                index,
-                entry.role,
-                entry.content,
-                MessagePattern.for_message(entry.role, entry.content),
-            )
+        pattern = MessagePattern.for_message(
+            entry.role, entry.content, is_response=index in responses
         )
+        messages.append(_Message(index, entry.role, entry.content, pattern))
     return messages
 
 

@@ -35,25 +35,29 @@ class MessagePattern:
 
     A part is (pattern, scored). A response's text outside <think> blocks is scored;
     its reasoning blocks are passed over, so that an answer quoted inside one is not
-    mistaken for the answer. Any other message is one part that is passed over: an
-    anchor that moves the search on.
+    mistaken for the answer. Any other message's parts are passed over: anchors that
+    move the search on.
+
+    Whether a message is a response is the caller's to say, not its role's: a memory
+    sent with role "assistant" is rendered like an answer but is never scored.
     """
 
     is_response: bool
     parts: tuple[tuple[TextPattern, bool], ...]
 
     @classmethod
-    def for_message(cls, role: str, content: str) -> MessagePattern:
+    def for_message(cls, role: str, content: str, *, is_response: bool) -> MessagePattern:
         if role != "assistant":
+            # Only assistant turns are rendered with their reasoning split off (or dropped).
             stripped = content.strip()
-            return cls(False, ((TextPattern(stripped), False),) if stripped else ())
+            return cls(is_response, ((TextPattern(stripped), is_response),) if stripped else ())
         parts: list[tuple[TextPattern, bool]] = []
         for number, piece in enumerate(_THINK.split(content)):
             is_reasoning = number % 2 == 1
             text = (piece[len("<think>") : -len("</think>")] if is_reasoning else piece).strip()
             if text:
-                parts.append((TextPattern(text), not is_reasoning))
-        return cls(True, tuple(parts))
+                parts.append((TextPattern(text), is_response and not is_reasoning))
+        return cls(is_response, tuple(parts))
 
 
 def _token_range(
