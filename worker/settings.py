@@ -4,11 +4,21 @@ from __future__ import annotations
 
 from pathlib import Path
 from typing import Annotated, Literal
+from urllib.parse import urlsplit
 
 from pydantic import Field, SecretStr, field_validator, model_validator
 from pydantic_settings import BaseSettings, NoDecode, SettingsConfigDict
 
 from worker.errors import FatalError
+
+
+def _is_http_url(url: str) -> bool:
+    try:
+        parts = urlsplit(url)
+        parts.port  # noqa: B018 - raises ValueError for a port that is not a number
+    except ValueError:
+        return False
+    return parts.scheme in ("http", "https") and bool(parts.hostname)
 
 
 def _split_csv(value: object) -> object:
@@ -49,8 +59,9 @@ class Settings(BaseSettings):
     database_pool_size: int = Field(default=5, ge=1)
 
     # --- vLLM ------------------------------------------------------------------
+    # Kept out of repr: a URL may carry credentials (http://user:pass@vllm:8000).
     vllm_urls: Annotated[list[str], NoDecode] = Field(
-        default_factory=lambda: ["http://localhost:8000"]
+        default_factory=lambda: ["http://localhost:8000"], repr=False
     )
     vllm_api_key: SecretStr | None = None
     vllm_api_key_file: Path | None = None
@@ -103,9 +114,10 @@ class Settings(BaseSettings):
     def _urls_look_like_urls(cls, value: list[str]) -> list[str]:
         if not value:
             raise ValueError("at least one vLLM base URL is required")
-        for url in value:
-            if not url.startswith(("http://", "https://")):
-                raise ValueError(f"{url!r} is not an http(s) URL")
+        for position, url in enumerate(value, start=1):
+            if not _is_http_url(url):
+                # By position, never quoted: a URL may carry credentials (user:pass@).
+                raise ValueError(f"entry {position} of {len(value)} is not an http(s) URL")
         return [url.rstrip("/") for url in value]
 
     @field_validator("log_level", mode="before")
