@@ -15,6 +15,7 @@ import pytest
 
 from tests.unit import vllm_shapes
 from tests.unit.loopback_server import LoopbackServer, Reply, closed_port_url
+from worker.commands.score import client_config
 from worker.errors import (
     ContextLengthError,
     InferenceResponseError,
@@ -24,6 +25,8 @@ from worker.errors import (
 from worker.inference.client import ClientConfig, InferenceClient, PromptScores
 from worker.inference.limiter import InflightLimiter
 from worker.observability.metrics import REGISTRY
+from worker.retry import RetryPolicy
+from worker.settings import load_settings
 
 CHAT = "/v1/chat/completions"
 MESSAGES = [
@@ -55,17 +58,14 @@ def other_server() -> Iterator[LoopbackServer]:
 def client_for(
     *urls: str,
     limiter: InflightLimiter | None = None,
+    max_attempts: int | None = 3,
+    retry_base_seconds: float = 0.01,
+    retry_max_seconds: float = 0.02,
     **options: Any,
 ) -> InferenceClient:
-    settings: dict[str, Any] = {
-        "max_attempts": 3,
-        "retry_base_seconds": 0.01,
-        "retry_max_seconds": 0.02,
-        "timeout_seconds": 5.0,
-        "connect_timeout_seconds": 1.0,
-        **options,
-    }
-    config = ClientConfig(base_urls=list(urls), **settings)
+    settings: dict[str, Any] = {"timeout_seconds": 5.0, "connect_timeout_seconds": 1.0, **options}
+    retry = RetryPolicy(retry_base_seconds, retry_max_seconds, max_attempts)
+    config = ClientConfig(base_urls=list(urls), retry=retry, **settings)
     return InferenceClient(config, limiter or InflightLimiter(16, 1_000_000))
 
 
@@ -185,6 +185,45 @@ async def test_connection_refused_is_unavailable_after_max_attempts() -> None:
         with pytest.raises(InferenceUnavailable) as info:
             await score(client)
     assert (info.value.dependency, retries() - before) == ("vllm", 2)
+
+
+async def test_a_request_retried_past_a_thousand_failures_never_overflows() -> None:
+    # The old backoff computed base * 2**attempt before capping: OverflowError at 1025.
+    async with client_for(
+        closed_port_url(),
+        max_attempts=1_100,
+        retry_base_seconds=1e-9,
+        retry_max_seconds=1e-9,
+        breaker_reset_seconds=60.0,
+    ) as client:
+        with pytest.raises(InferenceUnavailable, match="circuit is open"):
+            await score(client)
+
+
+async def test_while_every_circuit_is_open_the_client_waits_for_the_trial(
+    server: LoopbackServer,
+) -> None:
+    # Attempts: the 503 that opens the circuit, a wait for its trial, the trial.
+    server.script(CHAT, Reply.error(503, "down"), OK)
+    async with client_for(
+        server.url,
+        max_attempts=3,
+        retry_max_seconds=1.0,
+        breaker_failure_threshold=1,
+        breaker_reset_seconds=0.2,
+    ) as client:
+        result = await score(client)
+    assert (result.prompt_tokens, len(server.requests)) == (len(TEXTS), 2)
+
+
+def test_the_client_retries_each_request_with_the_per_request_policy() -> None:
+    settings = load_settings(retry_base_seconds=0.2, retry_max_seconds=7, vllm_max_attempts=4)
+    assert ClientConfig.from_settings(settings).retry == RetryPolicy.per_request(settings)
+
+
+def test_the_score_command_retries_briefly() -> None:
+    settings = load_settings(retry_base_seconds=0.2, retry_max_seconds=60, vllm_max_attempts=9)
+    assert client_config(settings, ["http://vllm:8000"]).retry == RetryPolicy(0.2, 5.0, 3)
 
 
 async def test_connection_reset_is_retried(server: LoopbackServer) -> None:

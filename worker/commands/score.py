@@ -22,6 +22,7 @@ from worker.settings import Settings, load_settings
 
 # An interactive command should fail in seconds, not after the daemon's patience.
 _CLI_MAX_ATTEMPTS = 3
+_CLI_MAX_RETRY_SECONDS = 5.0
 
 
 def _fail(code: int, message: str) -> int:
@@ -35,15 +36,24 @@ def _read(file: str) -> bytes:
     return Path(file).read_bytes()
 
 
+def client_config(settings: Settings, urls: list[str]) -> ClientConfig:
+    """The daemon's client config, with the retries of an interactive command."""
+    daemon = ClientConfig.from_settings(settings)
+    return dataclasses.replace(
+        daemon,
+        base_urls=urls,
+        retry=dataclasses.replace(
+            daemon.retry,
+            max_attempts=min(settings.vllm_max_attempts, _CLI_MAX_ATTEMPTS),
+            max_seconds=min(daemon.retry.max_seconds, _CLI_MAX_RETRY_SECONDS),
+        ),
+    )
+
+
 async def _score(
     event: ConversationEvent, settings: Settings, urls: list[str]
 ) -> ConversationScore:
-    config = dataclasses.replace(
-        ClientConfig.from_settings(settings),
-        base_urls=urls,
-        max_attempts=min(settings.vllm_max_attempts, _CLI_MAX_ATTEMPTS),
-        retry_max_seconds=min(settings.retry_max_seconds, 5.0),
-    )
+    config = client_config(settings, urls)
     limiter = InflightLimiter(settings.max_inflight_requests, settings.max_inflight_tokens)
     async with InferenceClient(config, limiter) as client:
         scorer = ConversationScorer(

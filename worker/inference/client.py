@@ -10,7 +10,6 @@ from __future__ import annotations
 
 import asyncio
 import logging
-import random
 import time
 from collections.abc import Sequence
 from dataclasses import dataclass, field
@@ -31,6 +30,7 @@ from worker.inference.breaker import CircuitBreaker
 from worker.inference.limiter import InflightLimiter
 from worker.inference.response import AmbiguousPromptTokens, parse_prompt_logprobs
 from worker.observability import metrics
+from worker.retry import RetryPolicy
 from worker.scoring.tokens import TokenStream
 from worker.settings import Settings
 
@@ -38,6 +38,7 @@ log = logging.getLogger(__name__)
 
 _RETRYABLE_STATUS = frozenset({408, 425, 429})
 _MAX_ERROR_TEXT = 300
+_DEFAULT_RETRY = RetryPolicy(0.5, 30.0, max_attempts=6)  # the settings' defaults
 
 
 @dataclass(frozen=True)
@@ -46,9 +47,8 @@ class ClientConfig:
     api_key: str | None = None
     timeout_seconds: float = 600.0
     connect_timeout_seconds: float = 10.0
-    max_attempts: int = 6
-    retry_base_seconds: float = 0.5
-    retry_max_seconds: float = 30.0
+    #: How one request is retried: the per-request level of the two (worker.retry).
+    retry: RetryPolicy = _DEFAULT_RETRY
     breaker_failure_threshold: int = 5
     breaker_reset_seconds: float = 15.0
     return_token_ids: bool = True
@@ -60,9 +60,7 @@ class ClientConfig:
             api_key=settings.api_key(),
             timeout_seconds=settings.vllm_timeout_seconds,
             connect_timeout_seconds=settings.vllm_connect_timeout_seconds,
-            max_attempts=settings.vllm_max_attempts,
-            retry_base_seconds=settings.retry_base_seconds,
-            retry_max_seconds=settings.retry_max_seconds,
+            retry=RetryPolicy.per_request(settings),
             breaker_failure_threshold=settings.breaker_failure_threshold,
             breaker_reset_seconds=settings.breaker_reset_seconds,
             return_token_ids=settings.vllm_return_token_ids,
@@ -146,14 +144,10 @@ class InferenceClient:
             return None
         return min(usable, key=lambda e: (e.inflight, e.served))
 
-    def _backoff(self, attempt: int) -> float:
-        ceiling = min(self.config.retry_max_seconds, self.config.retry_base_seconds * 2**attempt)
-        return random.uniform(ceiling / 2, ceiling)  # jitter: no thundering herd
-
     async def prompt_logprobs(
         self, *, model: str, messages: list[dict[str, str]], estimated_tokens: int
     ) -> PromptScores:
-        """Score one prompt, retrying what retrying can fix."""
+        """Score one prompt, retrying what retrying can fix, as the retry policy allows."""
         payload: dict[str, Any] = {
             "model": model,
             "messages": messages,
@@ -164,11 +158,9 @@ class InferenceClient:
         if self.config.return_token_ids:
             payload["return_token_ids"] = True
         body = msgspec.json.encode(payload)
-        last_error: Exception | None = None
-        for attempt in range(self.config.max_attempts):
-            if attempt:
-                metrics.RETRIES.labels("vllm").inc()
-                await asyncio.sleep(self._backoff(attempt - 1))
+        policy = self.config.retry
+        failures = 0
+        while True:
             endpoint: _Endpoint | None = None
             try:
                 async with self.limiter.slot(estimated_tokens):
@@ -178,21 +170,31 @@ class InferenceClient:
                     if endpoint is not None:
                         return await self._send(endpoint, body, model, messages)
             except (InferenceUnavailable, InferenceResponseError) as exc:
-                last_error = exc
+                failures += 1
+                if policy.gives_up_after(failures):
+                    raise
                 log.warning(
                     "model request failed, will retry",
                     extra={
                         "endpoint": endpoint.host if endpoint else "",
                         "error_class": exc.error_class,
-                        "attempt": attempt + 1,
+                        "attempt": failures,
                     },
                 )
-                continue
-            wait = min(e.breaker.seconds_until_trial(time.monotonic()) for e in self._endpoints)
-            last_error = InferenceUnavailable("every model server's circuit is open")
-            await asyncio.sleep(min(wait, self.config.retry_max_seconds))
-        assert last_error is not None
-        raise last_error
+                wait = policy.delay(failures)
+            else:
+                # Every circuit is open: wait for the first half-open trial, not less
+                # than the backoff (a trial already taken by another request reads as
+                # 0 s to wait, and must not turn this loop into a spin).
+                failures += 1
+                if policy.gives_up_after(failures):
+                    raise InferenceUnavailable("every model server's circuit is open")
+                until_trial = min(
+                    e.breaker.seconds_until_trial(time.monotonic()) for e in self._endpoints
+                )
+                wait = max(min(until_trial, policy.max_seconds), policy.delay(failures))
+            metrics.RETRIES.labels("vllm").inc()
+            await asyncio.sleep(wait)
 
     async def _send(
         self, endpoint: _Endpoint, body: bytes, model: str, messages: list[dict[str, str]]
