@@ -3,7 +3,8 @@
 httpx is used only here. Library errors become worker.errors at this boundary:
 connection errors, timeouts, 429, 5xx and auth failures are InferenceUnavailable
 (retried; never a reason to DLQ an event); "maximum context length" is
-ContextLengthError and other 4xx ModelRequestRejected (the event is bad).
+ContextLengthError and other 4xx ModelRequestRejected (the event is bad). Metrics,
+logs and error messages name an endpoint by host and port, never its credentials.
 """
 
 from __future__ import annotations
@@ -12,10 +13,9 @@ import asyncio
 import logging
 import time
 from collections.abc import Sequence
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from types import TracebackType
 from typing import Any
-from urllib.parse import urlsplit
 
 import httpx
 import msgspec
@@ -26,7 +26,7 @@ from worker.errors import (
     InferenceUnavailable,
     ModelRequestRejected,
 )
-from worker.inference.breaker import CircuitBreaker
+from worker.inference.endpoint import Endpoint, endpoints
 from worker.inference.limiter import InflightLimiter
 from worker.inference.response import AmbiguousPromptTokens, parse_prompt_logprobs
 from worker.observability import metrics
@@ -37,6 +37,7 @@ from worker.settings import Settings
 log = logging.getLogger(__name__)
 
 _RETRYABLE_STATUS = frozenset({408, 425, 429})
+_CHAT_PATH = "/v1/chat/completions"
 _MAX_ERROR_TEXT = 300
 _DEFAULT_RETRY = RetryPolicy(0.5, 30.0, max_attempts=6)  # the settings' defaults
 
@@ -67,15 +68,6 @@ class ClientConfig:
         )
 
 
-@dataclass
-class _Endpoint:
-    base_url: str
-    host: str
-    breaker: CircuitBreaker
-    inflight: int = 0
-    served: int = field(default=0)
-
-
 @dataclass(frozen=True)
 class PromptScores:
     """What one scoring request returned: the token stream and what it cost."""
@@ -102,16 +94,9 @@ class InferenceClient:
             raise ValueError("at least one model server URL is required")
         self.config = config
         self.limiter = limiter
-        self._endpoints = [
-            _Endpoint(
-                base_url=url.rstrip("/"),
-                host=urlsplit(url).netloc or url,
-                breaker=CircuitBreaker(
-                    config.breaker_failure_threshold, config.breaker_reset_seconds
-                ),
-            )
-            for url in config.base_urls
-        ]
+        self._endpoints = endpoints(
+            config.base_urls, config.breaker_failure_threshold, config.breaker_reset_seconds
+        )
         headers = {"Authorization": f"Bearer {config.api_key}"} if config.api_key else {}
         self._http = httpx.AsyncClient(
             headers=headers,
@@ -119,7 +104,7 @@ class InferenceClient:
             limits=httpx.Limits(max_connections=None, max_keepalive_connections=64),
         )
         for endpoint in self._endpoints:
-            metrics.CIRCUIT_STATE.labels("vllm", endpoint.host).set(0)
+            metrics.CIRCUIT_STATE.labels("vllm", endpoint.name).set(0)
 
     async def __aenter__(self) -> InferenceClient:
         return self
@@ -137,7 +122,7 @@ class InferenceClient:
         now = time.monotonic()
         return any(e.breaker.allows(now) for e in self._endpoints)
 
-    def _choose(self) -> _Endpoint | None:
+    def _choose(self) -> Endpoint | None:
         now = time.monotonic()
         usable = [e for e in self._endpoints if e.breaker.allows(now)]
         if not usable:
@@ -161,7 +146,7 @@ class InferenceClient:
         policy = self.config.retry
         failures = 0
         while True:
-            endpoint: _Endpoint | None = None
+            endpoint: Endpoint | None = None
             try:
                 async with self.limiter.slot(estimated_tokens):
                     # Chosen once admitted, not before: every request queued in the
@@ -176,7 +161,7 @@ class InferenceClient:
                 log.warning(
                     "model request failed, will retry",
                     extra={
-                        "endpoint": endpoint.host if endpoint else "",
+                        "endpoint": endpoint.name if endpoint else "",
                         "error_class": exc.error_class,
                         "attempt": failures,
                     },
@@ -197,7 +182,7 @@ class InferenceClient:
             await asyncio.sleep(wait)
 
     async def _send(
-        self, endpoint: _Endpoint, body: bytes, model: str, messages: list[dict[str, str]]
+        self, endpoint: Endpoint, body: bytes, model: str, messages: list[dict[str, str]]
     ) -> PromptScores:
         now = time.monotonic()
         endpoint.breaker.on_start(now)
@@ -224,50 +209,54 @@ class InferenceClient:
             raise
         finally:
             endpoint.inflight -= 1
-            metrics.VLLM_REQUEST_DURATION.labels(endpoint.host, outcome).observe(
+            metrics.VLLM_REQUEST_DURATION.labels(endpoint.name, outcome).observe(
                 time.perf_counter() - started
             )
-            metrics.CIRCUIT_STATE.labels("vllm", endpoint.host).set(
+            metrics.CIRCUIT_STATE.labels("vllm", endpoint.name).set(
                 int(endpoint.breaker.state(time.monotonic()))
             )
 
     async def _post(
-        self, endpoint: _Endpoint, body: bytes, model: str, messages: list[dict[str, str]]
+        self, endpoint: Endpoint, body: bytes, model: str, messages: list[dict[str, str]]
     ) -> PromptScores:
-        url = f"{endpoint.base_url}/v1/chat/completions"
+        url = f"{endpoint.base_url}{_CHAT_PATH}"
         headers = {"Content-Type": "application/json"}
         try:
-            async with self._http.stream("POST", url, content=body, headers=headers) as response:
+            async with self._http.stream(
+                "POST", url, content=body, headers=headers, auth=endpoint.auth
+            ) as response:
                 if response.status_code >= 400:
                     await response.aread()
-                    self._raise_for_status(response, endpoint)
+                    self._raise_for_status(response, endpoint, _CHAT_PATH)
                 # Read into bytes of our own, not response.content: an httpx Response sits
                 # in a reference cycle, so the body it held (megabytes) would live on until
                 # the cyclic GC came round, and a conversation's bodies would pile up.
                 content = b"".join([part async for part in response.aiter_bytes()])
         except httpx.RequestError as exc:  # transport, or an undecodable body
             raise InferenceUnavailable(
-                f"{type(exc).__name__} talking to {endpoint.host}", endpoint.host
+                f"{type(exc).__name__} talking to {endpoint.name}", endpoint.name
             ) from None
         try:
             tokens = parse_prompt_logprobs(content)
         except AmbiguousPromptTokens:
             ids = await self._tokenize(endpoint, model, messages)
             tokens = parse_prompt_logprobs(content, prompt_token_ids=ids)
-        return PromptScores(tokens=tokens, prompt_tokens=len(tokens), endpoint=endpoint.host)
+        return PromptScores(tokens=tokens, prompt_tokens=len(tokens), endpoint=endpoint.name)
 
     async def _tokenize(
-        self, endpoint: _Endpoint, model: str, messages: list[dict[str, str]]
+        self, endpoint: Endpoint, model: str, messages: list[dict[str, str]]
     ) -> list[int]:
         try:
             response = await self._http.post(
-                f"{endpoint.base_url}/tokenize", json={"model": model, "messages": messages}
+                f"{endpoint.base_url}/tokenize",
+                json={"model": model, "messages": messages},
+                auth=endpoint.auth,
             )
         except httpx.RequestError as exc:  # transport, or an undecodable body
             raise InferenceUnavailable(
-                f"{type(exc).__name__} talking to {endpoint.host}", endpoint.host
+                f"{type(exc).__name__} talking to {endpoint.name}", endpoint.name
             ) from None
-        self._raise_for_status(response, endpoint)
+        self._raise_for_status(response, endpoint, "/tokenize")
         try:
             tokens = response.json()["tokens"]
         except (ValueError, KeyError, TypeError, RecursionError):
@@ -277,18 +266,17 @@ class InferenceClient:
         return tokens
 
     @staticmethod
-    def _raise_for_status(response: httpx.Response, endpoint: _Endpoint) -> None:
+    def _raise_for_status(response: httpx.Response, endpoint: Endpoint, path: str) -> None:
         status = response.status_code
         if status < 400:
             return
         text = _error_text(response)
+        name = endpoint.name
         if status in _RETRYABLE_STATUS or status >= 500:
-            raise InferenceUnavailable(f"{endpoint.host} answered {status}: {text}", endpoint.host)
+            raise InferenceUnavailable(f"{name} answered {status}: {text}", name)
         if status in (401, 403):
             # A configuration problem, not a bad event: pause and alert, never DLQ.
-            raise InferenceUnavailable(
-                f"{endpoint.host} refused our credentials ({status})", endpoint.host
-            )
+            raise InferenceUnavailable(f"{name} refused our credentials ({status})", name)
         if "context length" in text.lower() or "too long" in text.lower():
             raise ContextLengthError(f"the model rejected the conversation: {text}")
-        raise ModelRequestRejected(f"{endpoint.host} answered {status}: {text}", status)
+        raise ModelRequestRejected(f"{name} answered {status}: {text}", status)
