@@ -326,7 +326,6 @@ async def test_context_length_is_rejected_without_retrying(
 @pytest.mark.parametrize(
     ("status", "message"),
     [
-        (404, "The model `m` does not exist."),
         (400, "prompt_logprobs must be a non-negative integer"),
         (422, "Field required"),
     ],
@@ -338,9 +337,9 @@ async def test_other_client_errors_are_rejected_without_retrying(
     async with client_for(server.url) as client:
         with pytest.raises(ModelRequestRejected) as info:
             await score(client)
-    assert (info.value.status_code, message in info.value.message, len(server.requests)) == (
+    assert (info.value.status_code, info.value.message, len(server.requests)) == (
         status,
-        True,
+        f"{server.host} answered {status} Error",
         1,
     )
 
@@ -356,12 +355,82 @@ async def test_refused_credentials_are_unavailable_not_a_bad_event(
     assert len(server.requests) == 3
 
 
-async def test_error_message_is_cut_short(server: LoopbackServer) -> None:
-    server.always(CHAT, Reply.error(404, "x" * 10_000))
+# --- 404: the model is not served there (yet), or the URL is wrong --------------------
+
+NOT_FOUND = "The model `m` does not exist."
+MODEL_NOT_FOUND = {
+    # vLLM >= 0.10.1 nests the error; before, it was flat (serving_engine._check_model).
+    "nested": Reply.json(
+        {"error": {"message": NOT_FOUND, "type": "NotFoundError", "param": "model", "code": 404}},
+        status=404,
+    ),
+    "flat": Reply.json(
+        {"object": "error", "message": NOT_FOUND, "type": "NotFoundError", "code": 404},
+        status=404,
+    ),
+}
+
+
+@pytest.mark.parametrize("reply", MODEL_NOT_FOUND.values(), ids=MODEL_NOT_FOUND.keys())
+async def test_model_not_found_is_retried_until_the_server_serves_it(
+    server: LoopbackServer, reply: Reply
+) -> None:
+    # A rollout: the server comes up with the new model a little after the workers.
+    server.script(CHAT, reply, reply, OK)
     async with client_for(server.url) as client:
-        with pytest.raises(ModelRequestRejected) as info:
+        result = await score(client)
+    assert (result.prompt_tokens, len(server.requests)) == (len(TEXTS), 3)
+
+
+@pytest.mark.parametrize("reply", MODEL_NOT_FOUND.values(), ids=MODEL_NOT_FOUND.keys())
+async def test_model_not_found_for_long_is_unavailable_never_a_bad_event(
+    server: LoopbackServer, reply: Reply
+) -> None:
+    server.always(CHAT, reply)
+    async with client_for(server.url) as client:
+        with pytest.raises(InferenceUnavailable) as info:
             await score(client)
-    assert len(info.value.message) < 400
+    assert (info.value.message, len(server.requests)) == (
+        f"{server.host} does not serve the requested model (404 NotFoundError)",
+        3,
+    )
+
+
+async def test_a_server_without_the_model_is_skipped_once_its_circuit_opens(
+    server: LoopbackServer, other_server: LoopbackServer
+) -> None:
+    # One server of the pool still runs the old model: the work goes to the others.
+    server.always(CHAT, MODEL_NOT_FOUND["nested"])
+    other_server.always(CHAT, OK)
+    async with client_for(
+        server.url, other_server.url, breaker_failure_threshold=2, breaker_reset_seconds=60.0
+    ) as client:
+        for _ in range(5):
+            await score(client)
+    assert (len(server.requests), len(other_server.requests)) == (2, 5)
+
+
+@pytest.mark.parametrize(
+    "reply",
+    [
+        Reply(status=404, body=b"404 page not found"),
+        Reply.json({"detail": "Not Found"}, status=404),
+        Reply.error(404, "Route not found"),
+    ],
+    ids=["plain-text", "fastapi", "json-error"],
+)
+async def test_any_other_404_is_a_configuration_problem_not_a_bad_event(
+    server: LoopbackServer, reply: Reply
+) -> None:
+    # A base URL missing its path prefix, a gateway that does not route the path.
+    server.always(CHAT, reply)
+    async with client_for(server.url) as client:
+        with pytest.raises(InferenceUnavailable) as info:
+            await score(client)
+    assert (info.value.message, len(server.requests)) == (
+        f"{server.host} answered 404 for /v1/chat/completions: check its URL",
+        3,
+    )
 
 
 # --- ambiguous top-k dicts --------------------------------------------------------

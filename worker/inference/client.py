@@ -1,10 +1,11 @@
 """The vLLM client: least-loaded endpoint choice, retries, breakers, error translation.
 
 httpx is used only here. Library errors become worker.errors at this boundary:
-connection errors, timeouts, 429, 5xx and auth failures are InferenceUnavailable
-(retried; never a reason to DLQ an event); "maximum context length" is
-ContextLengthError and other 4xx ModelRequestRejected (the event is bad). Metrics,
-logs and error messages name an endpoint by host and port, never its credentials.
+connection errors, timeouts, 429, 5xx, auth failures and 404 (the model is not served
+there yet, or the URL is wrong) are InferenceUnavailable (retried; never a reason to
+DLQ an event); a context-length refusal is ContextLengthError and other 4xx
+ModelRequestRejected (the event is bad). Error messages name an endpoint by host and
+port and repeat nothing of a server's error body but its status and error type.
 """
 
 from __future__ import annotations
@@ -27,6 +28,7 @@ from worker.errors import (
     ModelRequestRejected,
 )
 from worker.inference.endpoint import Endpoint, endpoints
+from worker.inference.error_answer import ErrorAnswer
 from worker.inference.limiter import InflightLimiter
 from worker.inference.response import AmbiguousPromptTokens, parse_prompt_logprobs
 from worker.observability import metrics
@@ -38,7 +40,6 @@ log = logging.getLogger(__name__)
 
 _RETRYABLE_STATUS = frozenset({408, 425, 429})
 _CHAT_PATH = "/v1/chat/completions"
-_MAX_ERROR_TEXT = 300
 _DEFAULT_RETRY = RetryPolicy(0.5, 30.0, max_attempts=6)  # the settings' defaults
 
 
@@ -75,15 +76,6 @@ class PromptScores:
     tokens: TokenStream
     prompt_tokens: int
     endpoint: str
-
-
-def _error_text(response: httpx.Response) -> str:
-    try:
-        body = response.json()
-        message = body.get("message") or body.get("error", {}).get("message") or ""
-    except (ValueError, AttributeError, RecursionError):
-        message = response.text
-    return str(message)[:_MAX_ERROR_TEXT]
 
 
 class InferenceClient:
@@ -267,16 +259,34 @@ class InferenceClient:
 
     @staticmethod
     def _raise_for_status(response: httpx.Response, endpoint: Endpoint, path: str) -> None:
+        """Translate an error answer. Nothing of its body is repeated but what ErrorAnswer
+        vouches for: a gateway may echo the request, users' text, in its error body."""
         status = response.status_code
         if status < 400:
             return
-        text = _error_text(response)
+        answer = ErrorAnswer.parse(status, response.content)
         name = endpoint.name
+        # Every InferenceUnavailable below counts against the endpoint's breaker (_send).
         if status in _RETRYABLE_STATUS or status >= 500:
-            raise InferenceUnavailable(f"{name} answered {status}: {text}", name)
+            raise InferenceUnavailable(f"{name} answered {answer.describe()}", name)
         if status in (401, 403):
             # A configuration problem, not a bad event: pause and alert, never DLQ.
             raise InferenceUnavailable(f"{name} refused our credentials ({status})", name)
-        if "context length" in text.lower() or "too long" in text.lower():
-            raise ContextLengthError(f"the model rejected the conversation: {text}")
-        raise ModelRequestRejected(f"{name} answered {status}: {text}", status)
+        if answer.model_not_found:
+            # Mid-rollout: this server does not serve the model yet (or any more). The
+            # event is fine: wait, never DLQ. It counts against the breaker although the
+            # process is healthy, so that a pool with one server still on the old model
+            # sends the work to the others instead of a third of it failing for ever.
+            raise InferenceUnavailable(
+                f"{name} does not serve the requested model ({answer.describe()})", name
+            )
+        if status == 404:
+            # No such path: a base URL missing a prefix, a gateway not routing it. A
+            # configuration problem like 401, not a bad event: wait and alert, never DLQ.
+            raise InferenceUnavailable(f"{name} answered 404 for {path}: check its URL", name)
+        if answer.context_length is not None:
+            raise ContextLengthError(
+                "the model refused the conversation as longer than its context: "
+                + answer.context_length.describe()
+            )
+        raise ModelRequestRejected(f"{name} answered {answer.describe()}", status)
