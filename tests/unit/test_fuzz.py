@@ -447,3 +447,63 @@ def located(messages: list[tuple[str, str]]) -> list[str]:
 )
 def test_response_is_located_exactly(messages: list[tuple[str, str]], expected: list[str]) -> None:
     assert located(messages) == expected
+
+
+# --- no response is located in the template's markup ----------------------------------
+
+# Words of the templates' headers and special tokens, and the words around them.
+HEADER_PIECES = ["a", "as", "is", "im", "start", "end", "header", "id", "eot", "begin", "of"]
+HEADER_PIECES += ["text", "user", "assistant", "system", "tool", "ass", "istant", "t", "s"]
+HEADER_PIECES += ["_", "|", "\n", "Biscuit", "."]
+TEMPLATES = {"chatml": vllm_shapes.chatml, "llama3": vllm_shapes.llama3}
+TEMPLATES["qwen3"] = vllm_shapes.qwen3
+OPENERS = ("<|im_start|>", "<|start_header_id|>")
+END_OF_TURN = ("<|im_end|>", "<|eot_id|>")
+header_word_contents = st.lists(st.sampled_from(HEADER_PIECES), max_size=4).map(" ".join)
+header_word_turns = st.lists(st.tuples(roles, header_word_contents), max_size=5)
+
+
+def content_ranges(texts: list[str], turns: int) -> list[range]:
+    """Each turn's content tokens: after its opener, role name, header end and newlines."""
+    ranges = []
+    openers = [i for i, text in enumerate(texts) if text in OPENERS]
+    for opener in openers[:turns]:
+        at = opener + 1
+        while texts[at] not in ("\n", "<|end_header_id|>"):
+            at += 1  # the role name, in one token or more
+        at += texts[at] == "<|end_header_id|>"
+        while texts[at] == "\n":
+            at += 1
+        end = at
+        while texts[end] not in END_OF_TURN:
+            end += 1
+        ranges.append(range(at, end))
+    return ranges
+
+
+@FUZZ
+@given(
+    header_word_turns,
+    st.sampled_from(sorted(TEMPLATES)),
+    st.booleans(),
+    st.booleans(),
+)
+@example([("assistant", "a")], "chatml", False, True)
+@example([("assistant", "user")], "llama3", False, False)
+def test_responses_are_their_own_turns_content_never_header_tokens(
+    turns: list[tuple[str, str]], template: str, split_assistant: bool, first_token_text: bool
+) -> None:
+    messages = [("system", "Be brief."), ("user", "Go."), *turns]
+    texts: list[str] = []
+    for token in vllm_shapes.tokenize(TEMPLATES[template](messages)):
+        # SmolLM2 cuts "assistant" in two.
+        texts.extend(["ass", "istant"] if split_assistant and token == "assistant" else [token])
+    expected = [
+        list(turn)
+        for turn, (role, _) in zip(content_ranges(texts, len(messages)), messages, strict=True)
+        if role == "assistant"
+    ]
+    if not first_token_text:
+        texts[0] = ""  # vLLM sends null for the prompt's first token
+    patterns = [as_sent("system", ""), *(as_sent(r, c) for r, c in messages[1:])]
+    assert [span.tolist() for span in locate_responses(texts, patterns)] == expected

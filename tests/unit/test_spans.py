@@ -7,7 +7,7 @@ import pytest
 from tests.unit import vllm_shapes
 from tests.unit.message_patterns import as_sent
 from worker.errors import ResponseLocateError
-from worker.scoring.spans import locate_responses, response_segments
+from worker.scoring.spans import MessagePattern, locate_responses, response_segments
 from worker.scoring.tokens import normalize_token_texts
 
 CONVERSATION = [
@@ -135,3 +135,87 @@ def test_missing_response_raises_an_error_naming_it() -> None:
 )
 def test_response_segments_leave_out_reasoning(content: str, segments: list[str]) -> None:
     assert response_segments(content) == segments
+
+
+# --- short answers are found in their own content, never in the template's markup ------
+
+
+def smollm2(messages: list[tuple[str, str]]) -> list[str]:
+    """ChatML as SmolLM2's tokenizer cuts it: "assistant" is two tokens, "ass" + "istant"."""
+    texts: list[str] = []
+    for token in vllm_shapes.tokenize(vllm_shapes.chatml(messages)):
+        texts.extend(["ass", "istant"] if token == "assistant" else [token])
+    return texts
+
+
+TOKENIZED = {
+    "chatml": lambda messages: vllm_shapes.tokenize(vllm_shapes.chatml(messages)),
+    "smollm2": smollm2,
+    "llama3": lambda messages: vllm_shapes.tokenize(vllm_shapes.llama3(messages)),
+    "qwen3": lambda messages: vllm_shapes.tokenize(vllm_shapes.qwen3(messages)),
+}
+END_OF_TURN = {"chatml": "<|im_end|>", "smollm2": "<|im_end|>", "llama3": "<|eot_id|>"}
+END_OF_TURN["qwen3"] = "<|im_end|>"
+# Words that occur in some template's headers or special tokens.
+HEADER_WORDS = ["a", "as", "is", "user", "assistant", "system", "im", "start", "end", "header"]
+HEADER_WORDS += ["id", "of", "text", "begin", "eot", "ass", "istant", "t"]
+
+
+def short_answer_conversation(answer: str) -> list[tuple[str, str]]:
+    return [
+        ("system", "Be brief."),
+        ("user", "One word?"),
+        ("assistant", answer),
+        ("user", "Again?"),
+        ("assistant", answer),
+    ]
+
+
+def scorer_patterns(messages: list[tuple[str, str]]) -> list[MessagePattern]:
+    # As the scorer sends them: the system prompt is not anchored.
+    return [as_sent("system", ""), *(as_sent(r, c) for r, c in messages[1:])]
+
+
+def surroundings(texts: list[str], span: object) -> tuple[str, str, str]:
+    """The token before a span, the span's text and the token after it."""
+    indices = list(span)  # type: ignore[call-overload]
+    inside = "".join(texts[i] for i in indices)
+    return texts[indices[0] - 1], inside, texts[indices[-1] + 1]
+
+
+@pytest.mark.parametrize("answer", HEADER_WORDS)
+@pytest.mark.parametrize("template", sorted(TOKENIZED))
+def test_short_answer_is_located_in_its_own_content(template: str, answer: str) -> None:
+    messages = short_answer_conversation(answer)
+    texts = TOKENIZED[template](messages)
+    spans = locate_responses(texts, scorer_patterns(messages))
+    assert [surroundings(texts, span) for span in spans] == [
+        ("\n", answer, END_OF_TURN[template])
+    ] * 2
+
+
+@pytest.mark.parametrize("answer", HEADER_WORDS)
+@pytest.mark.parametrize("template", sorted(TOKENIZED))
+def test_short_answer_is_located_when_the_first_token_has_no_text(
+    template: str, answer: str
+) -> None:
+    # vLLM sends null for the prompt's first token: the text starts with "system\n".
+    messages = short_answer_conversation(answer)
+    texts = TOKENIZED[template](messages)
+    texts[0] = ""
+    spans = locate_responses(texts, scorer_patterns(messages))
+    assert [surroundings(texts, span) for span in spans] == [
+        ("\n", answer, END_OF_TURN[template])
+    ] * 2
+
+
+@pytest.mark.parametrize("answer", ["user", "system", "assistant", "a", "is"])
+def test_short_answer_is_not_taken_from_an_earlier_unanchored_message(answer: str) -> None:
+    # The user's message is not anchored (as if the template had altered it), so the
+    # search for the answer starts before the user's turn: it must start at its own header.
+    messages = [("system", "s"), ("user", answer), ("assistant", answer)]
+    texts = vllm_shapes.tokenize(vllm_shapes.chatml(messages))
+    patterns = [as_sent("system", ""), as_sent("user", ""), as_sent("assistant", answer)]
+    span = locate_responses(texts, patterns)[0]
+    turns = [i for i, text in enumerate(texts) if text == "<|im_start|>"]
+    assert turns[2] < min(span) < turns[3]  # inside the third turn, the answer's

@@ -1,7 +1,9 @@
 """Find each assistant response's tokens in a prompt, whatever the chat template.
 
 The decoded token texts are joined and every message's content is looked up in
-order. A token belongs to a response when its text overlaps the response's
+order, each after its own header and never inside chat-template markup
+(headers.py), so that a short answer ("a", "is") is not found in ``<|im_start|>`` or
+``assistant``. A token belongs to a response when its text overlaps the response's
 content, so role headers, end-of-turn tokens and reasoning blocks are never
 scored. Matching tolerates what templates and per-token decoding do to text:
 surrounding whitespace trimmed, whitespace lost between SentencePiece pieces, and
@@ -18,6 +20,7 @@ import numpy as np
 import numpy.typing as npt
 
 from worker.errors import ResponseLocateError
+from worker.scoring.headers import Markup
 from worker.scoring.text_search import Haystack, TextPattern
 
 # A capturing group, so that split() keeps the blocks: text, block, text, ..., text.
@@ -69,6 +72,17 @@ def _token_range(
     return first, max(first, last)
 
 
+def _search(
+    pattern: TextPattern, text: Haystack, markup: Markup, pos: int
+) -> tuple[int, int] | None:
+    """The leftmost match at or after ``pos`` that is not inside the template's markup."""
+    while (match := pattern.search(text, pos)) is not None:
+        if markup.allows(*match):
+            return match
+        pos = match[0] + 1
+    return None
+
+
 def locate_responses(
     texts: Sequence[str], messages: Sequence[MessagePattern]
 ) -> list[npt.NDArray[np.intp]]:
@@ -78,6 +92,7 @@ def locate_responses(
     responses) when its content is not in the prompt.
     """
     joined = Haystack("".join(texts))
+    markup = Markup.of(joined.text)
     lengths = np.fromiter(map(len, texts), dtype=np.int64, count=len(texts))
     ends = np.cumsum(lengths)
     starts = ends - lengths
@@ -87,16 +102,20 @@ def locate_responses(
     for message in messages:
         index = len(found)
         ranges: list[npt.NDArray[np.intp]] = []
+        if message.is_response:
+            cursor = markup.after_answer_header(cursor)
         for pattern, scored in message.parts:
             if not scored:
                 # Templates that alter a message or drop a reasoning block leave no match.
-                match = pattern.search(joined, cursor)
+                match = _search(pattern, joined, markup, cursor)
                 if match:
                     cursor = match[1]
                 continue
-            match = pattern.search(joined, cursor)
+            match = _search(pattern, joined, markup, cursor)
             if match is None and cursor != settled:
-                match = pattern.search(joined, settled)
+                # Before this response's first part is found, its header is still ahead.
+                retry = settled if ranges else markup.after_answer_header(settled)
+                match = _search(pattern, joined, markup, retry)
             if match is None:
                 raise ResponseLocateError(
                     f"response {index} (part {len(ranges)}) not found in the prompt's tokens: "
