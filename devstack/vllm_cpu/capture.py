@@ -28,6 +28,7 @@ from devstack.vllm_cpu.server import VLLMServer
 
 DEFAULT_OUT = Path("tests/data/vllm/real-0.32")
 MODEL = "smollm2"
+_LONGEST_RECORDED = 500
 # Split multi-byte characters (ë, Ł, ó, an emoji) decode to U+FFFD piece by piece.
 NON_ASCII: dict[str, Any] = {
     "system_prompt": "You are a helpful assistant.",
@@ -99,6 +100,19 @@ def exchanges() -> list[Exchange]:
     ]
 
 
+def _abridged(body: dict[str, Any] | None) -> dict[str, Any] | None:
+    """The request as recorded: a message too long to read is described, not repeated."""
+    if body is None or "messages" not in body:
+        return body
+    messages = [
+        {**m, "content": f"{m['content'][:40]}... ({len(m['content'])} characters)"}
+        if len(m["content"]) > _LONGEST_RECORDED
+        else m
+        for m in body["messages"]
+    ]
+    return {**body, "messages": messages}
+
+
 def capture(base_url: str, out: Path) -> list[Path]:
     """Send every exchange to `base_url` and write what came back under `out`."""
     out.mkdir(parents=True, exist_ok=True)
@@ -116,7 +130,7 @@ def capture(base_url: str, out: Path) -> list[Path]:
                 "request": {
                     "method": exchange.method,
                     "path": exchange.path,
-                    "body": exchange.body,
+                    "body": _abridged(exchange.body),
                 },
                 "status": response.status_code,
                 "response": response.json(),
