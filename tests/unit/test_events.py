@@ -8,6 +8,7 @@ from datetime import UTC, datetime, timedelta, timezone
 from typing import Any
 
 import pytest
+from pydantic import ValidationError
 
 from worker.errors import (
     EventDecodeError,
@@ -185,7 +186,8 @@ def test_closed_at_that_is_not_a_timestamp_is_rejected_without_echoing_it() -> N
 
 
 def test_cloudevents_envelope_is_unwrapped() -> None:
-    assert decode(cloudevent(v1_event())) == decode(v1_event())
+    expected = decode(v1_event()).model_copy(update={"source": "/agents/7"})
+    assert decode(cloudevent(v1_event())) == expected
 
 
 def test_cloudevents_id_becomes_the_event_id_when_data_has_none() -> None:
@@ -203,7 +205,7 @@ def test_cloudevents_data_sent_as_a_json_string_is_decoded() -> None:
 
 def test_cloudevents_extension_attributes_are_ignored() -> None:
     envelope = cloudevent(v1_event(), traceparent="00-abc-def-01", partitionkey="conv-1")
-    assert decode(envelope) == decode(v1_event())
+    assert decode(envelope) == decode(cloudevent(v1_event()))
 
 
 @pytest.mark.parametrize(
@@ -229,6 +231,135 @@ def test_cloudevents_id_that_is_not_a_string_does_not_become_the_event_id() -> N
     with pytest.raises(EventValidationError) as info:
         decode(cloudevent(removed(v1_event(), "event_id"), id=12345))
     assert info.value.fields == ("event_id",)
+
+
+# --- the event's source: CloudEvents ids are unique only within it ------------------
+
+
+def test_cloudevents_source_becomes_the_events_source() -> None:
+    assert decode(cloudevent(v1_event())).source == "/agents/7"
+
+
+def test_bare_object_has_no_source() -> None:
+    assert decode(v1_event()).source is None
+
+
+@pytest.mark.parametrize("value", ["/agents/9", 42, "", None], ids=str)
+def test_source_field_of_a_bare_object_is_ignored_as_before(value: object) -> None:
+    assert decode({**v1_event(), "source": value}).source is None
+
+
+def test_source_inside_cloudevents_data_does_not_replace_the_envelopes() -> None:
+    assert decode(cloudevent({**v1_event(), "source": "/forged"})).source == "/agents/7"
+
+
+def test_cloudevents_envelope_without_source_decodes_as_a_bare_object_would() -> None:
+    envelope = cloudevent(v1_event())
+    del envelope["source"]
+    assert decode(envelope).source is None
+
+
+def test_same_id_from_two_sources_is_two_events() -> None:
+    events = [decode(cloudevent(v1_event(), source=f"/agents/{n}")) for n in (1, 2)]
+    assert {(e.source, e.event_id) for e in events} == {
+        ("/agents/1", "evt-1"),
+        ("/agents/2", "evt-1"),
+    }
+
+
+@pytest.mark.parametrize(
+    "value",
+    [42, "", SECRET * 40, f"{SECRET}\x00", [SECRET]],
+    ids=["number", "empty", "too-long", "nul", "list"],
+)
+def test_cloudevents_source_that_cannot_be_stored_is_rejected_naming_it(value: object) -> None:
+    with pytest.raises(EventValidationError) as info:
+        decode(cloudevent(v1_event(), source=value))
+    assert (info.value.fields, SECRET in info.value.message) == (("source",), False)
+
+
+# --- text the database cannot store, or no UTF-8 body can carry ----------------------
+
+STORED = ["event_id", "conversation_id", "model", "entries.0.key", "entries.3.key"]
+FREE_TEXT = ["system_prompt", "context_message", "entries.0.content", "entries.2.content"]
+
+
+@pytest.mark.parametrize("path", STORED)
+def test_nul_in_a_stored_string_is_rejected_naming_the_field(path: str) -> None:
+    with pytest.raises(EventValidationError) as info:
+        decode(replaced(v1_event(), path, f"{SECRET}\x00{SECRET}"))
+    assert (info.value.fields, SECRET in info.value.message) == ((path,), False)
+
+
+def test_nul_is_refused_for_what_the_database_cannot_store() -> None:
+    with pytest.raises(EventValidationError) as info:
+        decode(replaced(v1_event(), "event_id", "evt\x00"))
+    assert info.value.message == (
+        "event does not match schema v1: event_id: "
+        "must not hold U+0000 (NUL), which the database cannot store"
+    )
+
+
+@pytest.mark.parametrize("path", FREE_TEXT)
+def test_nul_in_free_text_is_kept_since_it_is_never_stored(path: str) -> None:
+    event = decode(replaced(v1_event(), path, "a\x00b"))
+    node, key = _parent(event.model_dump(), path)
+    assert node[key] == "a\x00b"
+
+
+def escaped(obj: object) -> bytes:
+    """JSON with every non-ASCII character escaped, as a lone surrogate must be."""
+    return json.dumps(obj, ensure_ascii=True).encode()
+
+
+@pytest.mark.parametrize("surrogate", [chr(0xD800), chr(0xDFFF)], ids=["high", "low"])
+@pytest.mark.parametrize("path", STORED + FREE_TEXT)
+def test_lone_surrogate_in_any_string_is_rejected_naming_the_field(
+    path: str, surrogate: str
+) -> None:
+    payload = escaped(replaced(v1_event(), path, f"{SECRET}{surrogate}{SECRET}"))
+    with pytest.raises(EventValidationError) as info:
+        decode_event(payload, max_bytes=MAX_BYTES)
+    assert (info.value.fields, SECRET in info.value.message) == ((path,), False)
+
+
+def test_lone_surrogate_is_named_as_such() -> None:
+    payload = escaped(replaced(v1_event(), "entries.2.content", "\ud800"))
+    with pytest.raises(EventValidationError) as info:
+        decode_event(payload, max_bytes=MAX_BYTES)
+    assert info.value.message == (
+        "event does not match schema v1: entries.2.content: "
+        "must not hold a lone UTF-16 surrogate (U+D800 to U+DFFF)"
+    )
+
+
+def test_lone_surrogate_in_the_cloudevents_source_is_rejected_naming_it() -> None:
+    payload = escaped(cloudevent(v1_event(), source="/agents/\ud800"))
+    with pytest.raises(EventValidationError) as info:
+        decode_event(payload, max_bytes=MAX_BYTES)
+    assert info.value.fields == ("source",)
+
+
+def test_lone_surrogate_in_an_ignored_field_is_still_not_json() -> None:
+    payload = escaped({**v1_event(), "note": "\ud800"})
+    with pytest.raises(EventDecodeError, match="lone UTF-16 surrogate"):
+        decode_event(payload, max_bytes=MAX_BYTES)
+
+
+def test_surrogate_pair_is_one_character() -> None:
+    payload = escaped(replaced(v1_event(), "entries.2.content", "\U0001f408"))
+    assert decode_event(payload, max_bytes=MAX_BYTES).entries[2].content == "\U0001f408"
+
+
+def test_escape_does_not_make_other_invalid_json_acceptable() -> None:
+    with pytest.raises(EventDecodeError):
+        decode_event(b'{"event_id": "\\u00e9", "n": NaN}', max_bytes=MAX_BYTES)
+
+
+@pytest.mark.parametrize("path", ["system_prompt", "entries.2.content", "event_id"])
+def test_model_refuses_a_lone_surrogate_when_built_from_python(path: str) -> None:
+    with pytest.raises(ValidationError):
+        ConversationEvent.model_validate(replaced(v1_event(), path, "\ud800"))
 
 
 # --- schema errors name the field, never the value ----------------------------------
@@ -452,7 +583,15 @@ def test_sample_events_validate_against_the_schema(sample: dict[str, Any]) -> No
 
 @pytest.mark.parametrize(
     ("path", "value"),
-    [("entries.2.type", "note"), ("entries.0.key", ""), ("entries.1.role", "robot")],
+    [
+        ("entries.2.type", "note"),
+        ("entries.0.key", ""),
+        ("entries.1.role", "robot"),
+        ("entries.0.key", "a\x00b"),
+        ("event_id", "\x00"),
+        ("conversation_id", "c\x00"),
+        ("model", "\x00m"),
+    ],
 )
 def test_schema_rejects_what_the_decoder_rejects(path: str, value: object) -> None:
     sample = replaced(v1_event(), path, value)

@@ -21,6 +21,7 @@ from tests.unit.message_patterns import as_sent
 from worker.errors import (
     EventDecodeError,
     EventTooLargeError,
+    EventValidationError,
     InferenceResponseError,
     PoisonEventError,
     ResponseLocateError,
@@ -145,6 +146,32 @@ def test_arbitrary_text_in_every_string_field_is_kept_verbatim(text: str) -> Non
     event["entries"][2]["content"] = text
     decoded = decode_event(json.dumps(event).encode(), max_bytes=MAX_BYTES)
     assert (decoded.system_prompt, decoded.entries[2].content) == (text, text)
+
+
+# Control characters (U+0000 among them) and lone surrogates, between ordinary ones.
+hostile_text = st.text(st.characters(categories=["Cs", "Cc", "Ll", "Zs", "So"]), max_size=12)
+# Each field, and whether it is stored (in PostgreSQL, which cannot hold U+0000).
+STRING_FIELDS = {"event_id": True, "conversation_id": True, "model": True, "system_prompt": False}
+
+
+@FUZZ
+@given(st.sampled_from(sorted(STRING_FIELDS)), hostile_text)
+@example("event_id", "\ud83d\ude00")
+@example("system_prompt", "a\udfff")
+def test_decoded_strings_are_whole_characters_and_stored_ones_hold_no_nul(
+    field: str, text: str
+) -> None:
+    payload = json.dumps(with_field(text, field)).encode()  # surrogates as \\udXXX escapes
+    text = json.loads(json.dumps(text))  # a high surrogate escape and a low one make one char
+    refused = "\x00" in text and STRING_FIELDS[field]
+    refused |= any(0xD800 <= ord(char) <= 0xDFFF for char in text)
+    refused |= STRING_FIELDS[field] and not text
+    outcome: tuple[str, object]
+    try:
+        outcome = ("kept", getattr(decode_event(payload, max_bytes=MAX_BYTES), field))
+    except EventValidationError as error:
+        outcome = ("refused", error.fields)
+    assert outcome == (("refused", (field,)) if refused else ("kept", text))
 
 
 NESTED = 100_000

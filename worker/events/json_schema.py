@@ -23,8 +23,11 @@ _HEADER: dict[str, Any] = {
         "One finished conversation of an AI agent: the memories it put into the model's "
         "context and the messages, in the order they were sent (entries). Kafka key: "
         "conversation_id. The same object may come as the data of a CloudEvents 1.0 "
-        "structured-mode envelope, whose id stands in for a missing event_id. Unknown "
-        "fields are ignored. Not expressible here: memory keys are unique within an event."
+        "structured-mode envelope, whose id stands in for a missing event_id and whose "
+        "source is kept with the event: an id is unique only within its source. Unknown "
+        "fields are ignored, a source field of the object itself included. Stored strings "
+        "(ids, keys, model) must not hold U+0000. Not expressible here: memory keys are "
+        "unique within an event; no string may hold a lone UTF-16 surrogate (\\ud800)."
     ),
 }
 
