@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from collections.abc import Callable
+
 import pytest
 
 from tests.unit import vllm_shapes
@@ -148,7 +150,7 @@ def smollm2(messages: list[tuple[str, str]]) -> list[str]:
     return texts
 
 
-TOKENIZED = {
+TOKENIZED: dict[str, Callable[[list[tuple[str, str]]], list[str]]] = {
     "chatml": lambda messages: vllm_shapes.tokenize(vllm_shapes.chatml(messages)),
     "smollm2": smollm2,
     "llama3": lambda messages: vllm_shapes.tokenize(vllm_shapes.llama3(messages)),
@@ -219,3 +221,17 @@ def test_short_answer_is_not_taken_from_an_earlier_unanchored_message(answer: st
     span = locate_responses(texts, patterns)[0]
     turns = [i for i, text in enumerate(texts) if text == "<|im_start|>"]
     assert turns[2] < min(span) < turns[3]  # inside the third turn, the answer's
+
+
+# --- a message is a response only when the caller says so ------------------------------
+
+
+def test_assistant_role_message_that_is_no_response_is_only_an_anchor() -> None:
+    # A memory sent with role "assistant": rendered like an answer, never scored.
+    messages = [("system", "s"), ("assistant", "Your dog is Biscuit."), ("user", "Dog?")]
+    messages.append(("assistant", "Biscuit."))
+    texts = vllm_shapes.tokenize(vllm_shapes.chatml(messages))
+    patterns = [as_sent(r, c) for r, c in messages]
+    patterns[1] = MessagePattern.for_message(*messages[1], is_response=False)
+    located = ["".join(texts[i] for i in span) for span in locate_responses(texts, patterns)]
+    assert located == ["Biscuit."]
