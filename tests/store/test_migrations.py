@@ -35,12 +35,12 @@ async def _inspect(url: str) -> tuple[set[str], list[object]]:
 
 
 async def test_upgrade_downgrade_upgrade_ends_with_the_model_schema(database_url: str) -> None:
-    assert await asyncio.to_thread(upgrade_schema, database_url) == ["0001"]
-    assert await asyncio.to_thread(downgrade_schema, database_url) == ["0001"]
+    assert await asyncio.to_thread(upgrade_schema, database_url) == ["0001", "0002"]
+    assert await asyncio.to_thread(downgrade_schema, database_url) == ["0002", "0001"]
     tables_after_downgrade, _ = await _inspect(database_url)
     assert tables_after_downgrade == set()
 
-    assert await asyncio.to_thread(upgrade_schema, database_url) == ["0001"]
+    assert await asyncio.to_thread(upgrade_schema, database_url) == ["0001", "0002"]
 
     assert await _inspect(database_url) == (TABLES, [])
 
@@ -52,7 +52,7 @@ async def test_upgrading_a_database_at_head_applies_nothing(database_url: str) -
 
 
 def test_the_history_starts_clean_with_one_head() -> None:
-    assert head_revision() == "0001"
+    assert head_revision() == "0002"
 
 
 def test_the_repository_alembic_ini_is_found_from_any_directory(

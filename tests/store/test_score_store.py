@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import dataclasses
 import math
 import random
 from datetime import UTC, datetime, timedelta
@@ -276,3 +277,43 @@ async def test_save_observes_the_transaction_duration_by_outcome(store: ScoreSto
 
     assert (count("committed"), count("duplicate")) == (before[0] + 1, before[1] + 1)
     assert REGISTRY.get_sample_value("memscore_dependency_up", {"dependency": "postgres"}) == 1.0
+
+
+async def test_the_same_id_from_two_sources_is_two_runs(store: ScoreStore) -> None:
+    # CloudEvents ids are unique only within their source (issue #11, item 7).
+    bare = make_result("42", conversation_id="c-bare")
+    a = dataclasses.replace(make_result("42", conversation_id="c-a"), event_source="agent-a")
+    b = dataclasses.replace(make_result("42", conversation_id="c-b"), event_source="agent-b")
+
+    outcomes = [await store.save(r, SOURCE) for r in (bare, a, b, a)]
+
+    assert outcomes == [SaveOutcome.STORED] * 3 + [SaveOutcome.DUPLICATE]
+    found = [await store.run_by_event_id("42", s) for s in (None, "agent-a", "agent-b")]
+    assert [(r.event_source, r.conversation_id) for r in found if r is not None] == [
+        (None, "c-bare"),
+        ("agent-a", "c-a"),
+        ("agent-b", "c-b"),
+    ]
+    assert await store.run_by_event_id("42", "agent-c") is None
+
+
+async def test_a_stored_run_reads_back_as_the_result_that_was_saved(store: ScoreStore) -> None:
+    # A redelivered event publishes what the store holds (issue #11, item 6).
+    result = dataclasses.replace(make_result("evt-again"), event_source="agent-a")
+    await store.save(result, SOURCE)
+
+    stored = await store.run_by_event_id("evt-again", "agent-a")
+
+    assert stored is not None
+    again = stored.as_result()
+    assert again.score.matrix.tolist() == result.score.matrix.tolist()
+    assert (again.event_id, again.event_source, again.conversation_id) == (
+        "evt-again",
+        "agent-a",
+        "conv-1",
+    )
+    assert (again.requests, again.prompt_tokens, again.model) == (
+        result.requests,
+        result.prompt_tokens,
+        result.model,
+    )

@@ -15,7 +15,9 @@ from worker import SCORER_VERSION
 from worker.errors import MemscoreError
 from worker.scoring import ConversationScore
 
-#: Namespace for result event ids: uuid5(namespace, source event id) is stable.
+#: Namespace for result event ids: uuid5(namespace, source event id) is stable. An event
+#: with a CloudEvents source gets uuid5(uuid5(namespace, source), id): ids are unique
+#: only within their source, and a bare event's id stays what it always was.
 RESULT_NAMESPACE = uuid.UUID("6f1c3a52-6d1f-4b7e-9a55-1f0c8d3b7e21")
 MAX_REASON_CHARS = 512
 Headers = Sequence[tuple[str, bytes]]
@@ -46,18 +48,24 @@ def dlq_headers(
     return kept + ours
 
 
-def result_event_id(source_event_id: str) -> str:
-    return str(uuid.uuid5(RESULT_NAMESPACE, source_event_id))
+def result_event_id(source_event_id: str, event_source: str | None = None) -> str:
+    namespace = RESULT_NAMESPACE if not event_source else uuid.uuid5(RESULT_NAMESPACE, event_source)
+    return str(uuid.uuid5(namespace, source_event_id))
 
 
 def result_event(result: ConversationScore, *, now: datetime | None = None) -> bytes:
-    """The memory-scored event (JSON). Consumers dedupe on event_id."""
+    """The memory-scored event (JSON). Consumers dedupe on event_id.
+
+    ``now`` is its scored_at: the stored run's time when an already stored event is
+    published again, so a republication repeats the first one.
+    """
     score = result.score
     return msgspec.json.encode(
         {
             "schema_version": 1,
-            "event_id": result_event_id(result.event_id),
+            "event_id": result_event_id(result.event_id, result.event_source),
             "source_event_id": result.event_id,
+            "source_event_source": result.event_source,
             "conversation_id": result.conversation_id,
             "model": result.model,
             "metric": score.metric,

@@ -109,6 +109,7 @@ class ConversationScorer:
         if not memory_indices or not response_indices:
             return ConversationScore(
                 event_id=event.event_id,
+                event_source=event.source,
                 conversation_id=event.conversation_id,
                 model=model,
                 score=MemoryScore.empty(
@@ -153,6 +154,7 @@ class ConversationScorer:
         )
         return ConversationScore(
             event_id=event.event_id,
+            event_source=event.source,
             conversation_id=event.conversation_id,
             model=model,
             score=score,

@@ -118,3 +118,5 @@ class ConversationScore:
     response_tokens: int
     duration_seconds: float
     scorer_version: str
+    #: CloudEvents source of the event (its id is unique only within it); None if bare.
+    event_source: str | None = None

@@ -112,10 +112,20 @@ async def top_training_candidates(
     ]
 
 
-async def run_by_event_id(conn: AsyncConnection, event_id: str) -> StoredRun | None:
-    """One stored event with its MemoryScore rebuilt from the rows; None when not stored."""
+async def run_by_event_id(
+    conn: AsyncConnection, event_id: str, event_source: str | None = None
+) -> StoredRun | None:
+    """One stored event with its MemoryScore rebuilt from the rows; None when not stored.
+
+    Served by the unique (event_source, event_id) index.
+    """
     run = (
-        await conn.execute(select(scoring_runs).where(scoring_runs.c.event_id == event_id))
+        await conn.execute(
+            select(scoring_runs).where(
+                scoring_runs.c.event_source == (event_source or ""),
+                scoring_runs.c.event_id == event_id,
+            )
+        )
     ).one_or_none()
     if run is None:
         return None
@@ -155,6 +165,7 @@ async def run_by_event_id(conn: AsyncConnection, event_id: str) -> StoredRun | N
     return StoredRun(
         id=run.id,
         event_id=run.event_id,
+        event_source=run.event_source or None,
         conversation_id=run.conversation_id,
         model=run.model,
         scorer_version=run.scorer_version,

@@ -6,7 +6,7 @@ import enum
 from dataclasses import dataclass
 from datetime import datetime
 
-from worker.scoring.memory_score import MemoryScore
+from worker.scoring.memory_score import ConversationScore, MemoryScore
 
 
 @dataclass(frozen=True)
@@ -32,6 +32,8 @@ class StoredRun:
 
     id: int
     event_id: str
+    #: CloudEvents source of the event; None for a bare v1 event.
+    event_source: str | None
     conversation_id: str
     model: str
     scorer_version: str
@@ -42,6 +44,21 @@ class StoredRun:
     source: EventSource | None
     created_at: datetime
     score: MemoryScore
+
+    def as_result(self) -> ConversationScore:
+        """The stored run as the scorer's result, to publish again what the store holds."""
+        return ConversationScore(
+            event_id=self.event_id,
+            conversation_id=self.conversation_id,
+            model=self.model,
+            score=self.score,
+            requests=self.requests,
+            prompt_tokens=self.prompt_tokens,
+            response_tokens=self.response_tokens,
+            duration_seconds=self.duration_seconds,
+            scorer_version=self.scorer_version,
+            event_source=self.event_source,
+        )
 
 
 @dataclass(frozen=True)

@@ -40,6 +40,10 @@ class ScoreWriter(Protocol):
 
     async def ping(self) -> None: ...
 
+    async def run_by_event_id(
+        self, event_id: str, event_source: str | None = None
+    ) -> StoredRun | None: ...
+
 
 class ScoreStore:
     """Scored runs in PostgreSQL. An async context manager owning its engine::
@@ -103,7 +107,7 @@ class ScoreStore:
     async def save(
         self, result: ConversationScore, source: EventSource | None = None
     ) -> SaveOutcome:
-        """Store one scored event in one transaction; a known event_id changes nothing."""
+        """Store one scored event in one transaction; a known event changes nothing."""
         started = time.perf_counter()
         try:
             async with self._translated(), self._engine.begin() as conn:
@@ -121,9 +125,12 @@ class ScoreStore:
         async with self._reading() as conn:
             await conn.execute(select(1))
 
-    async def run_by_event_id(self, event_id: str) -> StoredRun | None:
+    async def run_by_event_id(
+        self, event_id: str, event_source: str | None = None
+    ) -> StoredRun | None:
+        """The stored run of one event (bare events have no source), None when not stored."""
         async with self._reading() as conn:
-            return await reads.run_by_event_id(conn, event_id)
+            return await reads.run_by_event_id(conn, event_id, event_source)
 
     async def memory_history(self, memory_key: str, limit: int = 100) -> list[MemoryHistoryEntry]:
         async with self._reading() as conn:

@@ -17,6 +17,7 @@ from sqlalchemy import (
     Text,
     UniqueConstraint,
     func,
+    text,
 )
 from sqlalchemy.dialects.postgresql import ARRAY
 
@@ -38,6 +39,8 @@ scoring_runs = Table(
     "scoring_runs",
     metadata,
     Column("id", BigInteger, Identity(always=True), primary_key=True),
+    # CloudEvents `source` ('' for a bare v1 event): an id is unique only within it.
+    Column("event_source", Text, nullable=False, server_default=text("''")),
     Column("event_id", Text, nullable=False),
     Column("conversation_id", Text, nullable=False),
     Column("model", Text, nullable=False),
@@ -56,7 +59,7 @@ scoring_runs = Table(
     Column("source_offset", BigInteger),
     Column("created_at", DateTime(timezone=True), nullable=False, server_default=func.now()),
     # The idempotency key: a redelivered event conflicts here and changes nothing.
-    UniqueConstraint("event_id"),
+    UniqueConstraint("event_source", "event_id"),
     CheckConstraint("metric IN ('drop', 'net')", name="metric"),
     CheckConstraint(
         "memory_count >= 0 AND response_count >= 0 AND request_count >= 0 "

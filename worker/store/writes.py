@@ -17,7 +17,7 @@ from worker.store.tables import memory_importance, memory_scores, response_score
 async def insert_result(
     conn: AsyncConnection, result: ConversationScore, source: EventSource | None
 ) -> SaveOutcome:
-    """Store ``result`` inside the caller's transaction; a known event_id changes nothing.
+    """Store ``result`` in the caller's transaction; a known (source, event id) changes nothing.
 
     The run row goes first, with ON CONFLICT DO NOTHING: a redelivered event finds
     its event_id taken and returns before any other row (the running totals
@@ -30,6 +30,7 @@ async def insert_result(
         await conn.execute(
             insert(scoring_runs)
             .values(
+                event_source=result.event_source or "",
                 event_id=result.event_id,
                 conversation_id=result.conversation_id,
                 model=result.model,
@@ -46,7 +47,9 @@ async def insert_result(
                 source_partition=source.partition if source else None,
                 source_offset=source.offset if source else None,
             )
-            .on_conflict_do_nothing(index_elements=[scoring_runs.c.event_id])
+            .on_conflict_do_nothing(
+                index_elements=[scoring_runs.c.event_source, scoring_runs.c.event_id]
+            )
             .returning(scoring_runs.c.id, scoring_runs.c.created_at)
         )
     ).one_or_none()
