@@ -18,10 +18,14 @@ from aiokafka import AIOKafkaConsumer, AIOKafkaProducer
 from aiokafka.errors import KafkaError
 
 from worker import SCORER_VERSION, __version__
+from worker.consumer.dead_letters import DeadLetterQueue
+from worker.consumer.gate import DependencyGate
 from worker.consumer.guard import DlqGuard
 from worker.consumer.kafka import build_consumer, build_producer
 from worker.consumer.loop import ConsumerLoop, LoopOptions
-from worker.consumer.processor import DependencyGate, RecordProcessor
+from worker.consumer.processor import RecordProcessor
+from worker.consumer.results import ResultPublisher
+from worker.consumer.retrying import DependencyRetry
 from worker.errors import DlqGuardTripped, FatalError
 from worker.inference.client import ClientConfig, InferenceClient
 from worker.inference.limiter import InflightLimiter
@@ -29,33 +33,38 @@ from worker.inference.scorer import ConversationScorer, ScoringOptions
 from worker.observability.health import HealthState, Readiness
 from worker.observability.logging import configure_logging
 from worker.observability.server import ObservabilityServer
+from worker.retry import RetryPolicy
 from worker.settings import Settings, load_settings
 from worker.store import ScoreStore, async_database_url
 
 log = logging.getLogger("worker.run")
-_STARTUP_ATTEMPTS = 12
+#: Connecting to Kafka at start-up: 12 tries, 1 s doubling to 10 s (about 90 s in all).
+_STARTUP_RETRY = RetryPolicy(base_seconds=1.0, max_seconds=10.0, max_attempts=12)
 
 
 async def _start_kafka(
     client: AIOKafkaConsumer | AIOKafkaProducer, what: str, signals: StopSignals
 ) -> bool:
     """Start ``client``, retrying; False when a stop signal came first."""
-    for attempt in range(_STARTUP_ATTEMPTS):
+    failures = 0
+    while True:
         try:
             await client.start()
             return True
         except KafkaError as exc:
+            failures += 1
             log.warning(
                 "kafka not reachable yet",
-                extra={"client": what, "attempt": attempt + 1, "exc_type": type(exc).__name__},
+                extra={"client": what, "attempt": failures, "exc_type": type(exc).__name__},
             )
+        if _STARTUP_RETRY.gives_up_after(failures):
+            raise FatalError(f"kafka {what} could not connect after {failures} attempts")
         # Waiting out a broker outage must not outlast a SIGTERM: Kubernetes would
         # SIGKILL the pod after its grace period, minutes before the attempts run out.
         with contextlib.suppress(TimeoutError):
-            await asyncio.wait_for(signals.stopping.wait(), timeout=min(2.0**attempt, 10.0))
+            await asyncio.wait_for(signals.stopping.wait(), timeout=_STARTUP_RETRY.delay(failures))
         if signals.received:
             return False
-    raise FatalError(f"kafka {what} could not connect after {_STARTUP_ATTEMPTS} attempts")
 
 
 class StopSignals:
@@ -139,21 +148,20 @@ async def _consume(
     health: HealthState,
     signals: StopSignals,
 ) -> None:
-    gate = DependencyGate()
-    scorer = ConversationScorer(
-        client,
-        ScoringOptions.from_settings(settings),
-    )
+    clock = asyncio.get_running_loop().time
+    gate = DependencyGate(clock)
     processor = RecordProcessor(
-        scorer=scorer,
+        scorer=ConversationScorer(client, ScoringOptions.from_settings(settings)),
         store=store,
-        producer=producer,
-        gate=gate,
-        output_topic=settings.output_topic,
-        dlq_topic=settings.dlq_topic,
+        results=ResultPublisher(producer, settings.output_topic),
+        dead_letters=DeadLetterQueue(producer, settings.dlq_topic),
+        retry=DependencyRetry(
+            gate,
+            RetryPolicy.per_event(settings),
+            budget_seconds=settings.event_retry_budget_seconds,
+            clock=clock,
+        ),
         max_event_bytes=settings.max_event_bytes,
-        retry_base_seconds=settings.retry_base_seconds,
-        retry_max_seconds=settings.retry_max_seconds,
     )
     loop = ConsumerLoop(
         consumer,
@@ -166,6 +174,7 @@ async def _consume(
             max_inflight=settings.max_inflight_conversations,
             # Leave time inside the grace period to commit and close the clients.
             shutdown_grace_seconds=max(1.0, settings.shutdown_grace_seconds - 3.0),
+            probe_interval_seconds=settings.retry_max_seconds,
         ),
     )
     signals.forward_to(loop.request_stop)

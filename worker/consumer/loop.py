@@ -11,21 +11,35 @@ import asyncio
 import contextlib
 import logging
 from dataclasses import dataclass
-from typing import Any
+from typing import Any, Protocol
 
-from aiokafka import AIOKafkaConsumer, ConsumerRebalanceListener, TopicPartition
+from aiokafka import ConsumerRebalanceListener, TopicPartition
 from aiokafka.errors import CommitFailedError, IllegalStateError, KafkaError
 
+from worker.consumer.gate import DependencyGate
 from worker.consumer.guard import DlqGuard
 from worker.consumer.offsets import OffsetTracker, Ticket
-from worker.consumer.processor import DependencyGate, RecordProcessor
+from worker.consumer.processor import RecordProcessor
 from worker.errors import DlqGuardTripped
 from worker.observability import metrics
 from worker.observability.health import HealthState
 
 log = logging.getLogger(__name__)
 
-_POLL_MS = 200
+
+class Consumer(Protocol):
+    """The parts of AIOKafkaConsumer the loop uses (an in-memory one drives simulations)."""
+
+    def subscribe(self, topics: list[str], *, listener: ConsumerRebalanceListener) -> None: ...
+    async def getmany(
+        self, *partitions: TopicPartition, timeout_ms: int = 0, max_records: int | None = None
+    ) -> dict[TopicPartition, list[Any]]: ...
+    def assignment(self) -> set[TopicPartition]: ...
+    def pause(self, *partitions: TopicPartition) -> None: ...
+    def resume(self, *partitions: TopicPartition) -> None: ...
+    async def commit(self, offsets: dict[TopicPartition, int]) -> None: ...
+    async def committed(self, partition: TopicPartition) -> int | None: ...
+    def highwater(self, partition: TopicPartition) -> int | None: ...
 
 
 @dataclass
@@ -34,6 +48,11 @@ class LoopOptions:
     max_inflight: int
     shutdown_grace_seconds: float
     rebalance_drain_seconds: float = 10.0
+    #: How long one fetch waits for records; also the loop's tick.
+    poll_ms: int = 200
+    #: While a dependency is down, one event is let in this often to find out whether
+    #: it is back (RETRY_MAX_SECONDS in `memscore run`).
+    probe_interval_seconds: float = 30.0
 
 
 class _Listener(ConsumerRebalanceListener):  # type: ignore[misc]
@@ -50,7 +69,7 @@ class _Listener(ConsumerRebalanceListener):  # type: ignore[misc]
 class ConsumerLoop:
     def __init__(
         self,
-        consumer: AIOKafkaConsumer,
+        consumer: Consumer,
         processor: RecordProcessor,
         gate: DependencyGate,
         guard: DlqGuard,
@@ -67,6 +86,7 @@ class ConsumerLoop:
         self._tasks: dict[asyncio.Task[str], Ticket] = {}
         self._committed: dict[TopicPartition, int] = {}
         self._paused = False
+        self._next_probe: float | None = None
         self._stop = asyncio.Event()
         self._force = asyncio.Event()
         metrics.INFLIGHT_LIMIT.labels("conversations").set(options.max_inflight)
@@ -88,12 +108,24 @@ class ConsumerLoop:
         try:
             while not self._stop.is_set():
                 self.health.tick()
-                self._apply_backpressure()
-                room = self.options.max_inflight - len(self._tasks)
-                batch = await self.consumer.getmany(timeout_ms=_POLL_MS, max_records=max(1, room))
+                allowance, probing = self._intake_allowance()
+                self._apply_backpressure(pause=allowance == 0)
+                batch = await self.consumer.getmany(
+                    timeout_ms=self.options.poll_ms, max_records=max(1, allowance)
+                )
+                started = 0
                 for tp, records in batch.items():
                     for record in records:
                         self._start(tp, record)
+                        started += 1
+                if started and probing:
+                    self._next_probe = (
+                        asyncio.get_running_loop().time() + self.options.probe_interval_seconds
+                    )
+                    log.info(
+                        "admitted a probe event",
+                        extra={"down": self.gate.down(), "in_flight": len(self._tasks)},
+                    )
                 await self._commit(self.consumer.assignment())
                 self._export_lag()
                 if self.guard.tripped:
@@ -133,9 +165,31 @@ class ConsumerLoop:
         metrics.EVENTS_CONSUMED.labels(outcome).inc()
         self.guard.record(outcome == "dlq")
 
-    def _apply_backpressure(self) -> None:
-        full = len(self._tasks) >= self.options.max_inflight
-        should_pause = full or not self.gate.healthy
+    def _intake_allowance(self) -> tuple[int, bool]:
+        """How many new events may start now (0 pauses intake), and whether as a probe.
+
+        While a dependency is down, or while every slot is held by an event waiting on
+        one, a probe event is let in now and then (one beyond the limit at most): if
+        it goes through, the dependency serves events, the gate opens again and the
+        events that keep failing on their own are judged by their retry budgets; if it
+        fails, it waits with the others. Without probes, two bad conversations at once
+        (or one holding the only slot) would look like an outage for ever.
+        """
+        room = self.options.max_inflight - len(self._tasks)
+        if room > 0 and self.gate.healthy:
+            self._next_probe = None
+            return room, False
+        stalled = room == 0 and self.gate.retrying_events() >= len(self._tasks)
+        if not ((room > 0 and not self.gate.healthy) or stalled):
+            self._next_probe = None
+            return 0, False
+        now = asyncio.get_running_loop().time()
+        if self._next_probe is None:
+            self._next_probe = now + self.options.probe_interval_seconds
+        return (1, True) if now >= self._next_probe else (0, False)
+
+    def _apply_backpressure(self, *, pause: bool) -> None:
+        should_pause = pause
         assignment = self.consumer.assignment()
         if should_pause and assignment:
             self.consumer.pause(*assignment)

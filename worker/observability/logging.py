@@ -12,12 +12,19 @@ import sys
 from datetime import UTC, datetime
 from typing import Any, TextIO
 
+from worker.log_context import bound_fields
+
 # Attributes every LogRecord has; anything else came in through extra=.
 _RESERVED = frozenset(vars(logging.makeLogRecord({}))) | {"message", "asctime", "taskName"}
 
 
 def _extra_fields(record: logging.LogRecord) -> dict[str, Any]:
-    return {k: v for k, v in vars(record).items() if k not in _RESERVED and not k.startswith("_")}
+    """The fields bound to the current work (worker.log_context), then the call's extra=."""
+    fields = bound_fields()
+    fields.update(
+        (k, v) for k, v in vars(record).items() if k not in _RESERVED and not k.startswith("_")
+    )
+    return fields
 
 
 class JsonFormatter(logging.Formatter):
