@@ -35,6 +35,10 @@ class Fault(enum.Enum):
     SHORT_PROMPT_LOGPROBS = "short_prompt_logprobs"
     #: 429 Too Many Requests, as a loaded vLLM behind a gateway answers.
     TOO_MANY_REQUESTS = "too_many_requests"
+    #: 503 Service Unavailable, as vLLM answers while its engine is overloaded.
+    SERVICE_UNAVAILABLE = "service_unavailable"
+    #: 400 with vLLM's context-length refusal (its 0.10+ nested error shape).
+    CONTEXT_LENGTH = "context_length"
 
 
 #: (request body, how many times that same body came before) -> the fault to apply to
@@ -140,6 +144,21 @@ class MisbehavingProxy:
             status = 429
             answer = json.dumps(
                 {"object": "error", "message": "Too many requests", "type": "RateLimitError"}
+            ).encode()
+        elif fault is Fault.SERVICE_UNAVAILABLE:
+            status = 503
+            answer = json.dumps(
+                {"error": {"message": "Service Unavailable", "type": "ServiceUnavailableError"}}
+            ).encode()
+        elif fault is Fault.CONTEXT_LENGTH:
+            status = 400
+            message = (
+                "This model's maximum context length is 8192 tokens. However, you requested "
+                "9100 tokens (9099 in the messages, 1 in the completion). Please reduce the "
+                "length of the messages or completion."
+            )
+            answer = json.dumps(
+                {"error": {"message": message, "type": "BadRequestError", "code": 400}}
             ).encode()
         writer.write(_head(status, len(answer)) + answer)
         await writer.drain()

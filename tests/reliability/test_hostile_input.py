@@ -17,8 +17,8 @@ from tests.fixtures.broker import TopicNames
 from tests.fixtures.worker import WorkerFactory
 from tests.integration.harness import committed_offsets, eventually
 from tests.reliability.support import exit_code, log_entries, read_all, stored_runs, tail
+from worker.consumer.dead_letters import VALUE_DROPPED_HEADER as VALUE_DROPPED
 from worker.consumer.messages import MAX_REASON_CHARS
-from worker.consumer.processor import VALUE_DROPPED_HEADER as VALUE_DROPPED
 
 pytestmark = pytest.mark.slow
 

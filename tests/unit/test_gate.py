@@ -1,0 +1,79 @@
+"""DependencyGate: down only while events are retrying, and only when it looks like an outage."""
+
+from __future__ import annotations
+
+from worker.consumer.gate import DependencyGate
+
+
+class Clock:
+    def __init__(self) -> None:
+        self.now = 0.0
+
+    def __call__(self) -> float:
+        return self.now
+
+
+def test_one_event_failing_alone_is_not_an_outage() -> None:
+    gate = DependencyGate(Clock())
+    gate.failed("vllm", "event-a")
+    assert gate.healthy
+    assert gate.retrying("vllm") == 1
+
+
+def test_two_events_failing_with_no_success_since_is_an_outage() -> None:
+    gate = DependencyGate(Clock())
+    gate.failed("vllm", "event-a")
+    gate.failed("vllm", "event-b")
+    assert not gate.healthy
+    assert gate.down() == ["vllm"]
+
+
+def test_a_success_opens_the_gate_while_others_still_retry() -> None:
+    clock = Clock()
+    gate = DependencyGate(clock)
+    gate.failed("vllm", "event-a")
+    gate.failed("vllm", "event-b")
+    clock.now = 1.0
+    gate.succeeded("vllm", "event-c")
+    assert gate.healthy
+    assert gate.retrying("vllm") == 2
+
+
+def test_an_event_that_stops_retrying_for_any_reason_leaves_the_gate() -> None:
+    # A 503 then a poison answer: the event is parked and must not keep vllm down.
+    gate = DependencyGate(Clock())
+    gate.failed("vllm", "event-a")
+    gate.failed("vllm", "event-b")
+    gate.release("event-a")
+    assert gate.healthy
+    gate.release("event-b")
+    assert gate.retrying("vllm") == 0
+    assert gate.retrying_events() == 0
+
+
+def test_dependencies_are_judged_apart() -> None:
+    gate = DependencyGate(Clock())
+    for event in ("a", "b"):
+        gate.failed("postgres", event)
+    gate.failed("vllm", "c")
+    assert gate.down() == ["postgres"]
+    assert gate.retrying_events() == 3
+
+
+def test_others_served_means_a_success_since_or_no_one_else_failing() -> None:
+    clock = Clock()
+    gate = DependencyGate(clock)
+    clock.now = 1.0
+    gate.failed("vllm", "cursed")
+    clock.now = 2.0
+    gate.succeeded("vllm", "other")
+    # A success after the cursed event's last failure.
+    assert gate.served_others("vllm", "cursed", previous=1.0, streak_start=1.0)
+    clock.now = 3.0
+    gate.failed("vllm", "cursed")
+    # No success since 3.0, but the last verdict from anyone else is that success.
+    assert gate.served_others("vllm", "cursed", previous=3.0, streak_start=1.0)
+    clock.now = 4.0
+    gate.failed("vllm", "another")
+    # Another event failing since: perhaps an outage, so the cursed one is not blamed.
+    assert not gate.served_others("vllm", "cursed", previous=3.0, streak_start=1.0)
