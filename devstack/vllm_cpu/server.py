@@ -1,9 +1,10 @@
 """One real vLLM OpenAI-compatible server as a child process group: start, await, stop.
 
 The server runs in a session of its own (its engine core is a second process in the same
-group), so stopping signals the whole group: SIGTERM, a grace period, then SIGKILL. On Linux
-the server is also told to die with its parent, so a killed devstack leaves no 2 GB engine
-behind. `start()` again after `stop()` restarts it on the same port: how tests make an outage.
+group), so stopping signals the whole group: SIGTERM, a grace period, then SIGKILL. A
+foreground command can also ask for it to die with its parent (`die_with_parent`), so a
+killed devstack leaves no 2 GB engine behind. `start()` again after `stop()` restarts it on
+the same port: how tests make an outage.
 """
 
 from __future__ import annotations
@@ -25,7 +26,7 @@ import httpx
 from devstack.vllm_cpu.errors import StartupFailed, StartupTimeout
 from devstack.vllm_cpu.prepare import Prepared
 
-# ~100 s on 2 idle cores (model load, then a torch.compile warm-up); a busy CI runner is slower.
+# ~60 s on 2 idle cores (eager mode, see below); a busy CI runner is slower.
 DEFAULT_STARTUP_TIMEOUT_S = 600.0
 _STOP_GRACE_S = 10.0
 _PR_SET_PDEATHSIG = 1
@@ -72,6 +73,11 @@ def server_command(prepared: Prepared, host: str, port: int, options: ServeOptio
         "--no-enable-prefix-caching",
         # Request logging at DEBUG would print prompts: conversations never reach a log.
         "--no-enable-log-requests",
+        # No torch.compile: on 2 cores it adds 2-4 min to every start, because vLLM 0.32 on
+        # the CPU cannot load its own compile cache back ("'function' object has no attribute
+        # 'finalize_loading'") and compiles again each time. Eager mode starts in ~60 s and
+        # computes the same float32 logprobs to within the tier's tolerances.
+        "--enforce-eager",
         "--host",
         host,
         "--port",
@@ -110,12 +116,17 @@ class VLLMServer:
         host: str = "127.0.0.1",
         options: ServeOptions | None = None,
         startup_timeout_s: float = DEFAULT_STARTUP_TIMEOUT_S,
+        die_with_parent: bool = False,
     ) -> None:
+        """`die_with_parent`: SIGKILL the server when the thread that started it ends (Linux's
+        parent-death signal follows the thread, not the process): only for a process's main
+        thread, never for a server started from a worker thread (`asyncio.to_thread`)."""
         self.prepared = prepared
         self.host = host
         self.port = port
         self.options = options or ServeOptions()
         self.startup_timeout_s = startup_timeout_s
+        self.die_with_parent = die_with_parent
         self.startup_seconds: float | None = None
         self._process: subprocess.Popen[bytes] | None = None
         self._log: IO[bytes] | None = None
@@ -153,7 +164,7 @@ class VLLMServer:
             stderr=subprocess.STDOUT,
             env={**os.environ, **_ENV},
             start_new_session=True,
-            preexec_fn=_die_with_parent,
+            preexec_fn=_die_with_parent if self.die_with_parent else None,
         )
         try:
             self._wait_until_healthy(started + self.startup_timeout_s, abort)
