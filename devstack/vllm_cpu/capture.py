@@ -40,6 +40,17 @@ NON_ASCII: dict[str, Any] = {
 }
 
 
+# An answer that opens with a multi-byte character: its first piece decodes to "" alone.
+LEADING_SPLIT: dict[str, Any] = {
+    "system_prompt": "You are a helpful assistant.",
+    "entries": [
+        {"type": "memory", "key": "city", "content": "Zoë lives in Łódź with her cat."},
+        {"type": "message", "role": "user", "content": "Where does Zoë live?"},
+        {"type": "message", "role": "assistant", "content": "Łódź, with her cat 🐈."},
+    ],
+}
+
+
 def chat_messages(event: dict[str, Any]) -> list[dict[str, str]]:
     """The messages memscore sends for an event's baseline: the system prompt, then every
     entry (memories as messages of their role, `user` by default) in order."""
@@ -85,6 +96,12 @@ def exchanges() -> list[Exchange]:
         Exchange("chat-non-ascii-k0-token-ids", "POST", chat, scoring_request(cat)),
         Exchange(
             "chat-non-ascii-k2-token-ids", "POST", chat, scoring_request(cat, prompt_logprobs=2)
+        ),
+        Exchange(
+            "chat-leading-split-k0-token-ids",
+            "POST",
+            chat,
+            scoring_request(chat_messages(LEADING_SPLIT)),
         ),
         Exchange("tokenize-non-ascii", "POST", "/tokenize", {"model": MODEL, "messages": cat}),
         Exchange("error-context-length", "POST", chat, scoring_request(too_long), expect={400}),

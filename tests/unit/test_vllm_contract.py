@@ -26,8 +26,25 @@ from worker.settings import Settings
 
 RECORDED = Path(__file__).parents[1] / "data" / "vllm" / "real-0.32"
 CHAT = "/v1/chat/completions"
-WITH_IDS = ["chat-dog-k0-token-ids", "chat-travel-k0-token-ids", "chat-non-ascii-k0-token-ids"]
+WITH_IDS = [
+    "chat-dog-k0-token-ids",
+    "chat-travel-k0-token-ids",
+    "chat-non-ascii-k0-token-ids",
+    "chat-leading-split-k0-token-ids",
+]
 K0 = [*WITH_IDS, "chat-dog-k0"]
+# vLLM 0.32 decodes a split character's leading pieces to "", so an answer that opens with
+# one ("Łódź, ...") starts with a token of no text, which the locator leaves out.
+LEADING_PIECE_LEFT_OUT = pytest.mark.xfail(
+    strict=True,
+    reason="worker/scoring/spans.py: a zero-length token right before a response's first "
+    "character (the first piece of a split character, as vLLM 0.32 decodes it) is not "
+    "counted as part of the response, so its logprob is never scored",
+)
+EXACT_SPANS = [
+    pytest.param(name, marks=LEADING_PIECE_LEFT_OUT) if "leading-split" in name else name
+    for name in K0
+]
 
 
 def recorded(name: str) -> dict[str, Any]:
@@ -139,7 +156,7 @@ def patterns(messages: list[dict[str, str]]) -> list[MessagePattern]:
     ]
 
 
-@pytest.mark.parametrize("name", K0)
+@pytest.mark.parametrize("name", EXACT_SPANS)
 def test_each_response_is_exactly_its_content_tokens(name: str) -> None:
     messages = recorded(name)["request"]["body"]["messages"]
     texts = parse_prompt_logprobs(body_of(name)).texts
