@@ -19,10 +19,10 @@ from tests.vllm.scoring import scored_matrix
 
 pytestmark = pytest.mark.vllm
 
-# nats, per matrix entry: entries are sums of per-token drops over a response (up to ~20
-# nats here); the two engines' float32 arithmetic differs in the last bits of each logprob.
-ABSOLUTE_TOLERANCE = 0.05
-RELATIVE_TOLERANCE = 0.02
+# nats, per matrix entry. Entries are sums of per-token drops over a response (up to ~23
+# nats here); the two engines' float32 arithmetic differs in the last bits of each logprob,
+# and the entries measured differ by at most 0.001: a 10x margin, far below any ranking.
+ABSOLUTE_TOLERANCE = 0.01
 # conversation -> response entry -> the memories that answer quotes (any may rank first).
 GOLD: dict[str, dict[int, set[str]]] = {
     "demo-dog": {5: {"pet.dog"}},
@@ -60,7 +60,7 @@ def test_matrix_equals_the_stand_ins_within_tolerance(
         vllm_scores[conversation][1],
         stand_in_scores[conversation][1],
         atol=ABSOLUTE_TOLERANCE,
-        rtol=RELATIVE_TOLERANCE,
+        rtol=0,
     )
 
 
