@@ -155,7 +155,10 @@ class VLLMServer:
             raise RuntimeError("the vLLM server is already running")
         self._close_log()
         self._log_path.parent.mkdir(parents=True, exist_ok=True)
-        self._log = self._log_path.open("wb")
+        # Appended to: a restart (an outage in a test) keeps what the server said before it.
+        self._log = self._log_path.open("ab")
+        self._log.write(f"--- devstack: starting vLLM at {time.ctime()} ---\n".encode())
+        self._log.flush()
         started = time.monotonic()
         self._process = subprocess.Popen(
             server_command(self.prepared, self.host, self.port, self.options),
