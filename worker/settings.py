@@ -91,6 +91,21 @@ class Settings(BaseSettings):
     # --- scoring ---------------------------------------------------------------
     metric: Literal["drop", "net"] = "drop"
     noise_floor: float = Field(default=0.0, ge=0)
+    # Which ablations to send (worker/scoring/strategies): exact leave-one-out, or a
+    # cheaper estimate of it. auto is LOO whenever LOO fits the cap below.
+    strategy: Literal["loo", "hierarchical", "surrogate", "auto"] = "loo"
+    # Prompt tokens one conversation may spend, baseline included; unset: no cap. A
+    # conversation over it is scored as well as the cap allows and marked capped.
+    max_prompt_tokens_per_conversation: int | None = Field(default=None, ge=1)
+    # hierarchical: a group is split when leaving it out moves some response by more
+    # than this many nats (BENCHMARKS.md, "Scoring strategies", shows how it was chosen).
+    hierarchical_threshold: float = Field(default=1.0, ge=0)
+    hierarchical_branching: int = Field(default=2, ge=2, le=64)
+    # surrogate: random ablations per conversation, each memory's chance to be left out
+    # of one, and the Lasso penalty as a share of the one that zeroes every weight.
+    surrogate_ablations: int = Field(default=32, ge=1, le=4096)
+    surrogate_removal_probability: float = Field(default=0.5, gt=0, lt=1)
+    surrogate_alpha_ratio: float = Field(default=0.01, ge=0, le=1)
 
     # --- process ---------------------------------------------------------------
     http_host: str = "0.0.0.0"  # noqa: S104 - the metrics port must be reachable by Prometheus

@@ -35,12 +35,12 @@ async def _inspect(url: str) -> tuple[set[str], list[object]]:
 
 
 async def test_upgrade_downgrade_upgrade_ends_with_the_model_schema(database_url: str) -> None:
-    assert await asyncio.to_thread(upgrade_schema, database_url) == ["0001", "0002"]
-    assert await asyncio.to_thread(downgrade_schema, database_url) == ["0002", "0001"]
+    assert await asyncio.to_thread(upgrade_schema, database_url) == ["0001", "0002", "0003"]
+    assert await asyncio.to_thread(downgrade_schema, database_url) == ["0003", "0002", "0001"]
     tables_after_downgrade, _ = await _inspect(database_url)
     assert tables_after_downgrade == set()
 
-    assert await asyncio.to_thread(upgrade_schema, database_url) == ["0001", "0002"]
+    assert await asyncio.to_thread(upgrade_schema, database_url) == ["0001", "0002", "0003"]
 
     assert await _inspect(database_url) == (TABLES, [])
 
@@ -52,7 +52,7 @@ async def test_upgrading_a_database_at_head_applies_nothing(database_url: str) -
 
 
 def test_the_history_starts_clean_with_one_head() -> None:
-    assert head_revision() == "0002"
+    assert head_revision() == "0003"
 
 
 def test_the_repository_alembic_ini_is_found_from_any_directory(
@@ -66,3 +66,65 @@ def test_the_repository_alembic_ini_is_found_from_any_directory(
 def test_an_explicit_alembic_ini_that_is_missing_is_an_error(tmp_path: Path) -> None:
     with pytest.raises(FileNotFoundError, match="MEMSCORE_ALEMBIC_CONFIG"):
         find_alembic_config(tmp_path / "alembic.ini")
+
+
+async def _execute(url: str, *statements: str) -> list[tuple[object, ...]]:
+    from sqlalchemy import text
+
+    engine = create_async_engine(async_database_url(url))
+    try:
+        async with engine.begin() as conn:
+            rows: list[tuple[object, ...]] = []
+            for statement in statements:
+                result = await conn.execute(text(statement))
+                rows = [tuple(row) for row in result] if result.returns_rows else []
+            return rows
+    finally:
+        await engine.dispose()
+
+
+_RUN_AT_0002 = """
+INSERT INTO scoring_runs (event_id, conversation_id, model, metric, noise_floor,
+  scorer_version, memory_count, response_count, request_count, prompt_tokens,
+  response_tokens, duration_seconds)
+VALUES ('evt-old', 'conv', 'm', 'drop', 0, '1', 1, 1, 2, 10, 1, 0.1)
+"""
+_MEMORY_AT_0002 = """
+INSERT INTO memory_scores (run_id, memory_index, entry_index, memory_key, importance, divergences)
+SELECT id, 0, 0, 'k', 1.0, ARRAY[1.0]::float8[] FROM scoring_runs
+"""
+
+
+async def test_runs_stored_before_0003_read_as_exact_leave_one_out(database_url: str) -> None:
+    await asyncio.to_thread(upgrade_schema, database_url, "0002")
+    await _execute(database_url, _RUN_AT_0002, _MEMORY_AT_0002)
+
+    await asyncio.to_thread(upgrade_schema, database_url)
+
+    assert await _execute(
+        database_url,
+        "SELECT r.strategy, r.capped, m.row_kind FROM scoring_runs r "
+        "JOIN memory_scores m ON m.run_id = r.id",
+    ) == [("loo", False, "exact")]
+
+
+async def test_0003_downgrades_with_estimated_runs_stored(database_url: str) -> None:
+    await asyncio.to_thread(upgrade_schema, database_url)
+    await _execute(
+        database_url,
+        _RUN_AT_0002,
+        _MEMORY_AT_0002,
+        "UPDATE scoring_runs SET strategy = 'surrogate', capped = true",
+        "UPDATE memory_scores SET row_kind = 'estimated'",
+    )
+
+    assert await asyncio.to_thread(downgrade_schema, database_url, "0002") == ["0003"]
+    assert await _execute(database_url, "SELECT memory_key FROM memory_scores") == [("k",)]
+
+
+async def test_an_unknown_strategy_is_refused_by_the_schema(database_url: str) -> None:
+    from sqlalchemy.exc import IntegrityError
+
+    await asyncio.to_thread(upgrade_schema, database_url)
+    with pytest.raises(IntegrityError, match="ck_scoring_runs_strategy"):
+        await _execute(database_url, _RUN_AT_0002, "UPDATE scoring_runs SET strategy = 'auto'")

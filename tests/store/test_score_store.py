@@ -317,3 +317,25 @@ async def test_a_stored_run_reads_back_as_the_result_that_was_saved(store: Score
         result.prompt_tokens,
         result.model,
     )
+
+
+async def test_an_estimated_run_reads_back_with_its_strategy_and_row_kinds(
+    store: ScoreStore,
+) -> None:
+    result = make_result("evt-estimated", ["m-a", "m-b", "m-c"])
+    score = dataclasses.replace(
+        result.score,
+        strategy="hierarchical",
+        row_kinds=("exact", "pruned", "skipped"),
+        capped=True,
+    )
+    await store.save(dataclasses.replace(result, score=score), SOURCE)
+
+    stored = await store.run_by_event_id("evt-estimated")
+
+    assert stored is not None
+    assert (stored.score.strategy, stored.score.row_kinds, stored.score.capped) == (
+        "hierarchical",
+        ("exact", "pruned", "skipped"),
+        True,
+    )

@@ -129,7 +129,7 @@ def test_result_event_has_a_deterministic_id_and_the_scores() -> None:
     assert body["event_id"] == result_event_id("ev-1") == result_event_id("ev-1")
     assert body["event_id"] != result_event_id("ev-2")
     assert body["memories"] == [
-        {"key": "a", "entry_index": 0, "importance": 1.5},
-        {"key": "b", "entry_index": 1, "importance": 0.0},
+        {"key": "a", "entry_index": 0, "importance": 1.5, "kind": "exact", "exact": True},
+        {"key": "b", "entry_index": 1, "importance": 0.0, "kind": "exact", "exact": True},
     ]
     assert body["responses"] == [{"entry_index": 3, "dependence": 1.5, "tokens": 5}]

@@ -19,6 +19,8 @@ from worker.events import ConversationEvent
 from worker.inference.client import PromptScores
 from worker.inference.response import parse_prompt_logprobs
 from worker.inference.scorer import ConversationScorer, ScoringOptions
+from worker.observability import metrics
+from worker.scoring.strategies import Auto, Hierarchical, Surrogate
 
 KNOWN, UNKNOWN, OTHER = -0.1, -5.0, -0.5
 LOST = 4.9  # what one word's token loses when its source is left out: KNOWN - UNKNOWN
@@ -395,3 +397,85 @@ async def test_assistant_role_memory_does_not_change_what_the_answer_lost() -> N
     )
     result = await scorer_for(FakeModel()).score(event)
     assert result.score.matrix.round(9).tolist() == [[LOST]]
+
+
+# --- strategies and free savings ------------------------------------------------------
+
+TRAILING = event_of(
+    memory("pet", "The user's dog is named Biscuit."),  # 0
+    message("user", "What is my dog called?"),  # 1
+    message("assistant", "Biscuit."),  # 2: the last response
+    memory("home", "The user lives in Lisbon."),  # 3: after it
+    message("user", "Thanks!"),  # 4: after it
+)
+
+
+async def test_messages_after_the_last_response_are_never_sent() -> None:
+    model = FakeModel()
+    await scorer_for(model).score(TRAILING)
+    assert [m["content"] for m in model.requests[0]][-1] == "Biscuit."
+
+
+async def test_memory_after_the_last_response_costs_no_request() -> None:
+    model = FakeModel()
+    result = await scorer_for(model).score(TRAILING)
+    assert (result.requests, len(model.requests)) == (2, 2)
+
+
+async def test_memory_after_the_last_response_is_a_skipped_zero_row() -> None:
+    result = await scorer_for(FakeModel()).score(TRAILING)
+    assert (result.score.row_kinds, result.score.matrix.round(9).tolist()) == (
+        ("exact", "skipped"),
+        [[LOST], [0.0]],
+    )
+
+
+async def test_the_configured_strategy_plans_the_ablations() -> None:
+    model = FakeModel()
+    result = await scorer_for(model, strategy=Surrogate(ablations=3)).score(EVENT)
+    assert (result.score.strategy, result.requests) == ("surrogate", 1 + len(model.requests[1:]))
+
+
+async def test_hierarchical_strategy_finds_the_same_top_memory_as_loo() -> None:
+    result = await scorer_for(FakeModel(), strategy=Hierarchical(threshold=0.5)).score(EVENT)
+    assert result.score.matrix.round(9)[0].tolist() == [2 * LOST, 0.0]
+
+
+async def baseline_tokens() -> int:
+    model = FakeModel()
+    await scorer_for(model).score(EVENT)
+    return model.prompt_tokens[0]
+
+
+async def test_prompt_tokens_stay_under_the_cap() -> None:
+    model = FakeModel()
+    cap = 2 * await baseline_tokens() + 5  # the baseline and one ablation
+    result = await scorer_for(model, max_prompt_tokens=cap).score(EVENT)
+    assert result.prompt_tokens <= cap
+
+
+async def test_a_capped_conversation_is_stored_as_capped_not_dropped() -> None:
+    cap = 2 * await baseline_tokens() + 5
+    result = await scorer_for(FakeModel(), max_prompt_tokens=cap).score(EVENT)
+    assert (result.score.capped, result.score.row_kinds) == (
+        True,
+        ("exact", "unscored", "unscored"),
+    )
+
+
+async def test_a_cap_below_the_baseline_still_sends_the_baseline_alone() -> None:
+    model = FakeModel()
+    result = await scorer_for(model, max_prompt_tokens=1).score(EVENT)
+    assert (len(model.requests), set(result.score.row_kinds)) == (1, {"unscored"})
+
+
+async def test_auto_without_a_cap_is_exact_leave_one_out() -> None:
+    result = await scorer_for(FakeModel(), strategy=Auto()).score(EVENT)
+    assert (result.score.strategy, result.requests) == ("loo", 4)
+
+
+async def test_requests_and_prompt_tokens_are_counted_per_strategy() -> None:
+    requests = metrics.STRATEGY_REQUESTS.labels("surrogate")
+    before = requests._value.get()
+    result = await scorer_for(FakeModel(), strategy=Surrogate(ablations=3)).score(EVENT)
+    assert requests._value.get() - before == result.requests

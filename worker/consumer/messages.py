@@ -69,12 +69,23 @@ def result_event(result: ConversationScore, *, now: datetime | None = None) -> b
             "conversation_id": result.conversation_id,
             "model": result.model,
             "metric": score.metric,
+            # Which strategy scored it; exact is false when any importance is an estimate
+            # (see each memory's kind), capped when the prompt-token cap cut it short.
+            "strategy": score.strategy,
+            "exact": score.exact,
+            "capped": score.capped,
             "scorer_version": SCORER_VERSION,
             "scored_at": (now or datetime.now(UTC)).isoformat(timespec="milliseconds"),
             "memories": [
-                {"key": key, "entry_index": entry, "importance": weight}
-                for (key, weight), entry in zip(
-                    score.memory_weights, score.memory_entry_indices, strict=True
+                {
+                    "key": key,
+                    "entry_index": entry,
+                    "importance": weight,
+                    "kind": kind,
+                    "exact": kind in ("exact", "skipped"),
+                }
+                for (key, weight), entry, kind in zip(
+                    score.memory_weights, score.memory_entry_indices, score.row_kinds, strict=True
                 )
             ],
             "responses": [

@@ -66,6 +66,25 @@ PROMPT_TOKENS_PER_CONVERSATION = Histogram(
     buckets=(256, 512, 1024, 2048, 4096, 8192, 16384, 32768, 65536, 131072),
     registry=REGISTRY,
 )
+STRATEGY_REQUESTS = Counter(
+    "memscore_strategy_requests_total",
+    "Model requests of scored conversations (baseline included), by scoring strategy.",
+    ["strategy"],
+    registry=REGISTRY,
+)
+STRATEGY_PROMPT_TOKENS = Counter(
+    "memscore_strategy_prompt_tokens_total",
+    "Prompt tokens of scored conversations (baseline included), by scoring strategy.",
+    ["strategy"],
+    registry=REGISTRY,
+)
+MEMORY_ROWS = Counter(
+    "memscore_memory_rows_total",
+    "Memory rows scored, by strategy and how the row was obtained "
+    "(exact, estimated, pruned, skipped, unscored).",
+    ["strategy", "kind"],
+    registry=REGISTRY,
+)
 ABLATIONS_COMPLETED = Counter(
     "memscore_ablations_completed_total",
     "Ablation requests finished (progress of conversations being scored).",

@@ -9,6 +9,17 @@ import numpy as np
 import numpy.typing as npt
 
 Metric = Literal["drop", "net"]
+#: Which strategy chose the ablations and turned their answers into the matrix.
+StrategyName = Literal["loo", "hierarchical", "surrogate"]
+#: How a memory's row was obtained. ``exact``: its own leave-one-out ablation was
+#: measured. ``estimated``: inferred from ablations that left out several memories at
+#: once (the surrogate's fit, or a group the hierarchy could not refine within the cap).
+#: ``pruned``: the hierarchy left out a group holding it and no response moved by more
+#: than the threshold, so the row is 0 without a request of its own. ``skipped``: the
+#: memory comes after the last response, so no response can depend on it: exactly 0,
+#: no request. ``unscored``: the token cap left no request for it; 0 is not a measurement.
+RowKind = Literal["exact", "estimated", "pruned", "skipped", "unscored"]
+ROW_KINDS: tuple[RowKind, ...] = ("exact", "estimated", "pruned", "skipped", "unscored")
 
 #: important_memories_for_entry() lists memories scoring above this.
 IMPORTANCE_THRESHOLD = 0.01
@@ -30,6 +41,11 @@ class MemoryScore:
     matrix: npt.NDArray[np.float64]
     metric: Metric = "drop"
     noise_floor: float = 0.0
+    strategy: StrategyName = "loo"
+    #: One RowKind per memory; empty means every row is exact (what LOO always gave).
+    row_kinds: tuple[RowKind, ...] = ()
+    #: True when the prompt-token cap stopped the strategy short of its own plan.
+    capped: bool = False
     _memory_weights: npt.NDArray[np.float64] = field(init=False, repr=False)
     _response_scores: npt.NDArray[np.float64] = field(init=False, repr=False)
 
@@ -39,6 +55,10 @@ class MemoryScore:
             raise ValueError(f"matrix shape {self.matrix.shape} does not match {n} x {r}")
         if len(self.memory_entry_indices) != n or len(self.response_token_counts) != r:
             raise ValueError("index tuples do not match the matrix")
+        if not self.row_kinds:
+            object.__setattr__(self, "row_kinds", ("exact",) * n)
+        if len(self.row_kinds) != n:
+            raise ValueError(f"{len(self.row_kinds)} row kinds for {n} memories")
         self.matrix.setflags(write=False)
         object.__setattr__(self, "_memory_weights", self.matrix.sum(axis=1))
         object.__setattr__(self, "_response_scores", self.matrix.sum(axis=0))
@@ -51,9 +71,12 @@ class MemoryScore:
         response_entry_indices: tuple[int, ...] = (),
         response_token_counts: tuple[int, ...] = (),
         metric: Metric = "drop",
+        strategy: StrategyName = "loo",
     ) -> MemoryScore:
         """A conversation with no memories or no responses: nothing to attribute."""
         shape = (len(memory_keys), len(response_entry_indices))
+        skip: RowKind = "skipped"
+        skipped = (skip,) * shape[0]
         return cls(
             memory_keys=memory_keys,
             memory_entry_indices=memory_entry_indices,
@@ -61,11 +84,19 @@ class MemoryScore:
             response_token_counts=response_token_counts or (0,) * shape[1],
             matrix=np.zeros(shape, dtype=np.float64),
             metric=metric,
+            strategy=strategy,
+            # Nothing to depend on them: the same free zero as a memory after the last response.
+            row_kinds=skipped,
         )
 
     @property
     def is_empty(self) -> bool:
         return self.matrix.size == 0
+
+    @property
+    def exact(self) -> bool:
+        """Is every row a measurement of its own (exact, or a free zero)?"""
+        return all(kind in ("exact", "skipped") for kind in self.row_kinds)
 
     @property
     def memory_weights(self) -> list[tuple[str, float]]:
@@ -102,6 +133,9 @@ class MemoryScore:
             "matrix": self.matrix.tolist(),
             "metric": self.metric,
             "noise_floor": self.noise_floor,
+            "strategy": self.strategy,
+            "row_kinds": list(self.row_kinds),
+            "capped": self.capped,
         }
 
 

@@ -132,7 +132,10 @@ async def run_by_event_id(
     memories = (
         await conn.execute(
             select(
-                memory_scores.c.memory_key, memory_scores.c.entry_index, memory_scores.c.divergences
+                memory_scores.c.memory_key,
+                memory_scores.c.entry_index,
+                memory_scores.c.divergences,
+                memory_scores.c.row_kind,
             )
             .where(memory_scores.c.run_id == run.id)
             .order_by(memory_scores.c.memory_index)
@@ -156,6 +159,9 @@ async def run_by_event_id(
         matrix=matrix,
         metric=run.metric,
         noise_floor=run.noise_floor,
+        strategy=run.strategy,
+        row_kinds=tuple(row.row_kind for row in memories),
+        capped=run.capped,
     )
     source = (
         None

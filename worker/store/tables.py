@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from sqlalchemy import (
     BigInteger,
+    Boolean,
     CheckConstraint,
     Column,
     DateTime,
@@ -53,6 +54,10 @@ scoring_runs = Table(
     Column("prompt_tokens", BigInteger, nullable=False),
     Column("response_tokens", BigInteger, nullable=False),
     Column("duration_seconds", Double, nullable=False),
+    # Which strategy chose the ablations (auto stores the one it chose), and whether the
+    # prompt-token cap stopped it short of its own plan.
+    Column("strategy", Text, nullable=False, server_default=text("'loo'")),
+    Column("capped", Boolean, nullable=False, server_default=text("false")),
     # Where the event came from; NULL for `memscore score` and other offline runs.
     Column("source_topic", Text),
     Column("source_partition", Integer),
@@ -61,6 +66,7 @@ scoring_runs = Table(
     # The idempotency key: a redelivered event conflicts here and changes nothing.
     UniqueConstraint("event_source", "event_id"),
     CheckConstraint("metric IN ('drop', 'net')", name="metric"),
+    CheckConstraint("strategy IN ('loo', 'hierarchical', 'surrogate')", name="strategy"),
     CheckConstraint(
         "memory_count >= 0 AND response_count >= 0 AND request_count >= 0 "
         "AND prompt_tokens >= 0 AND response_tokens >= 0 AND duration_seconds >= 0",
@@ -94,6 +100,11 @@ memory_scores = Table(
     # divergences[j]: what response j lost without this memory (nats); float8[] keeps
     # every bit of the float64 matrix.
     Column("divergences", ARRAY(Double), nullable=False),
+    # How the row was obtained: exact, estimated, pruned, skipped or unscored (RowKind).
+    Column("row_kind", Text, nullable=False, server_default=text("'exact'")),
+    CheckConstraint(
+        "row_kind IN ('exact', 'estimated', 'pruned', 'skipped', 'unscored')", name="row_kind"
+    ),
     # Its leading run_id also serves the FK's cascade and loading a run's rows.
     UniqueConstraint("run_id", "memory_index"),
 )

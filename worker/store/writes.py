@@ -43,6 +43,8 @@ async def insert_result(
                 prompt_tokens=result.prompt_tokens,
                 response_tokens=result.response_tokens,
                 duration_seconds=result.duration_seconds,
+                strategy=score.strategy,
+                capped=score.capped,
                 source_topic=source.topic if source else None,
                 source_partition=source.partition if source else None,
                 source_offset=source.offset if source else None,
@@ -69,13 +71,15 @@ async def insert_result(
                     "memory_key": key,
                     "importance": importance,
                     "divergences": row,
+                    "row_kind": kind,
                 }
-                for index, (key, entry_index, importance, row) in enumerate(
+                for index, (key, entry_index, importance, row, kind) in enumerate(
                     zip(
                         score.memory_keys,
                         score.memory_entry_indices,
                         importances,
                         score.matrix.tolist(),
+                        score.row_kinds,
                         strict=True,
                     )
                 )

@@ -1,0 +1,46 @@
+"""The `auto` strategy: LOO when it fits the cap, otherwise the cheaper one for that size."""
+
+from __future__ import annotations
+
+import pytest
+
+from tests.unit.strategy_models import SupportModel, conversation, run
+from worker.scoring.strategies import Auto
+from worker.scoring.strategies.auto import SURROGATE_FROM_MEMORIES
+
+
+def chosen(memories: int, budget: int | None) -> str:
+    c = conversation(range(memories), [memories + 1], request_budget=budget)
+    return Auto().choose(c).name
+
+
+@pytest.mark.parametrize(
+    ("memories", "budget", "expected"),
+    [
+        (40, None, "loo"),  # no cap: LOO always fits
+        (40, 40, "loo"),  # the cap holds every ablation
+        (40, 39, "surrogate"),
+        (SURROGATE_FROM_MEMORIES, 3, "surrogate"),
+        (SURROGATE_FROM_MEMORIES - 1, 3, "hierarchical"),
+        (4, 0, "hierarchical"),
+    ],
+)
+def test_auto_chooses_by_the_cap_and_the_number_of_memories(
+    memories: int, budget: int | None, expected: str
+) -> None:
+    assert chosen(memories, budget) == expected
+
+
+@pytest.mark.parametrize("memories", [2, 8, 16, 40])
+@pytest.mark.parametrize("budget", [0, 1, 5, 12, 39, None])
+def test_auto_never_sends_more_ablations_than_loo(memories: int, budget: int | None) -> None:
+    c = conversation(range(memories), [memories + 1], request_budget=budget)
+    model = SupportModel([[frozenset({0}), frozenset({memories - 1})]])
+    result = run(Auto(), c, model, budget=budget)
+    assert len(result.sent) <= memories
+
+
+def test_auto_records_the_strategy_it_chose() -> None:
+    c = conversation(range(40), [41], request_budget=10)
+    result = run(Auto(), c, SupportModel([[frozenset({0})]]), budget=10)
+    assert result.score.strategy == "surrogate"
