@@ -23,7 +23,8 @@ from prometheus_client.parser import text_string_to_metric_families
 from sqlalchemy.ext.asyncio import create_async_engine
 
 from devstack.samples import generated_event
-from tests.integration.harness import WorkerProcess, committed_offsets, scalar
+from tests.fixtures.broker import TopicNames
+from tests.integration.harness import WorkerProcess, committed_offsets, eventually, scalar
 from worker.consumer.messages import result_event_id
 
 #: Memory keys shared across events, so the running totals add up many runs per key
@@ -302,3 +303,22 @@ async def exit_code(worker: WorkerProcess, *, within: float) -> int | None:
             return code
         await asyncio.sleep(0.05)
     return None
+
+
+async def until_finished(
+    worker: WorkerProcess,
+    database_url: str,
+    bootstrap: str,
+    topics: TopicNames,
+    group_id: str,
+    *,
+    stored: int,
+    events: int,
+) -> None:
+    """Until ``stored`` runs are in PostgreSQL and all ``events`` offsets committed."""
+
+    async def done() -> bool:
+        committed = sum((await committed_offsets(bootstrap, group_id, topics.input)).values())
+        return await stored_runs(database_url) >= stored and committed >= events
+
+    await eventually(done, within=150, what="every event finished", worker=worker)

@@ -14,28 +14,11 @@ import pytest
 from devstack.samples import generated_event
 from tests.fixtures.broker import TopicNames
 from tests.fixtures.worker import WorkerFactory
-from tests.integration.harness import WorkerProcess, committed_offsets, eventually, produce
+from tests.integration.harness import eventually, produce
 from tests.reliability.misbehaving_proxy import Fault, MisbehavingProxy
-from tests.reliability.support import metric, read_all, stored_runs, tail
+from tests.reliability.support import metric, read_all, tail, until_finished
 
 pytestmark = pytest.mark.slow
-
-
-async def _until_finished(
-    worker: WorkerProcess,
-    database_url: str,
-    bootstrap: str,
-    topics: TopicNames,
-    group: str,
-    *,
-    stored: int,
-    events: int,
-) -> None:
-    async def done() -> bool:
-        committed = sum((await committed_offsets(bootstrap, group, topics.input)).values())
-        return await stored_runs(database_url) >= stored and committed >= events
-
-    await eventually(done, within=120, what=f"{stored} stored, {events} committed", worker=worker)
 
 
 async def test_a_503_then_a_context_length_refusal_parks_the_event_and_intake_resumes(
@@ -78,7 +61,7 @@ async def test_a_503_then_a_context_length_refusal_parks_the_event_and_intake_re
         await eventually(open_again, within=30, what="intake open, vllm up", worker=worker)
         later = [generated_event(960 + s, memories=2) for s in range(4)]
         await produce(kafka_bootstrap, topic_names.input, later)
-        await _until_finished(
+        await until_finished(
             worker, migrated, kafka_bootstrap, topic_names, group_id, stored=4, events=5
         )
         assert worker.stop() == 0, tail(worker)
@@ -107,7 +90,7 @@ async def test_credentials_in_a_model_server_url_never_reach_metrics_or_logs(
     await produce(kafka_bootstrap, topic_names.input, events)
     worker = make_worker(model_url=f"http://{URL_USER}:{URL_PASSWORD}@{host}")
     worker.start()
-    await _until_finished(
+    await until_finished(
         worker, migrated, kafka_bootstrap, topic_names, group_id, stored=3, events=3
     )
     async with httpx.AsyncClient(base_url=worker.base_url, timeout=5) as http:

@@ -93,9 +93,8 @@ class RecordProcessor:
         result = await self.retry.call("vllm", lambda: self.scorer.score(event))
         source = EventSource(record.topic, record.partition, record.offset)
         saved = await self.retry.call("postgres", lambda: self.store.save(result, source))
-        if saved is SaveOutcome.DUPLICATE:
-            # Stored by someone else since the look-up (a rebalance race): publish theirs.
-            await self._republish_stored(event)
+        # Stored by someone else since the look-up (a rebalance race): publish theirs.
+        if saved is SaveOutcome.DUPLICATE and await self._republish_stored(event):
             return "duplicate"
         # Stored: from here on it can only be published, never parked.
         await self.retry.call("kafka", lambda: self.results.publish(result), budgeted=False)
@@ -127,7 +126,11 @@ class RecordProcessor:
             lambda: self.results.publish(stored.as_result(), scored_at=stored.created_at),
             budgeted=False,
         )
-        log.info("event already stored: published the stored result again, no model request")
+        # The same line as a scored event's, so one query counts every outcome.
+        log.info(
+            "event scored",
+            extra={"conversation_id": event.conversation_id, "outcome": "duplicate", "requests": 0},
+        )
         return True
 
     async def _park(self, record: Record, error: MemscoreError) -> None:
