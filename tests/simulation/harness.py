@@ -180,7 +180,7 @@ async def simulate(schedule: Schedule) -> Result:
                 shutdown_grace_seconds=5.0,
                 rebalance_drain_seconds=2.0,
                 probe_interval_seconds=PROBE_SECONDS,
-                poll_ms=int(schedule.tick_seconds * 400),
+                poll_ms=int(schedule.tick_seconds * 1000),
             ),
         )
         running = asyncio.ensure_future(loop.run())

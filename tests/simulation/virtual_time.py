@@ -20,7 +20,7 @@ class SimulationStuck(AssertionError):
     """Nothing is scheduled and nothing can wake up: the simulated system hangs."""
 
 
-class _VirtualSelector(selectors.SelectSelector):
+class _VirtualSelector(selectors.SelectSelector):  # registers the self-pipe, never polls it
     def __init__(self) -> None:
         super().__init__()
         self.now = 0.0
@@ -30,7 +30,8 @@ class _VirtualSelector(selectors.SelectSelector):
             raise SimulationStuck("every task waits and no timer is set")
         if timeout > 0:
             self.now += timeout
-        return super().select(0)
+        # Nothing real is ever ready: the fakes do no I/O and no other thread wakes the loop.
+        return []
 
 
 class VirtualTimeLoop(asyncio.SelectorEventLoop):
