@@ -43,6 +43,18 @@ def _build_parser() -> argparse.ArgumentParser:
     )
     score.add_argument("--model", help="model name (default: the event's, then MEMSCORE_MODEL)")
     score.add_argument("--format", choices=("table", "json"), default="table")
+    score.add_argument(
+        "--strategy",
+        choices=("loo", "hierarchical", "surrogate", "auto"),
+        help="which ablations to send (default: MEMSCORE_STRATEGY, else loo)",
+    )
+    score.add_argument(
+        "--max-prompt-tokens",
+        type=int,
+        metavar="N",
+        help="prompt tokens the conversation may spend (default: "
+        "MEMSCORE_MAX_PROMPT_TOKENS_PER_CONVERSATION, else no cap)",
+    )
 
     sub.add_parser(
         "migrate",
@@ -57,7 +69,14 @@ def main(argv: Sequence[str] | None = None) -> int:
     if args.command == "score":
         from worker.commands.score import score_command
 
-        return score_command(args.file, vllm_urls=args.vllm_urls, model=args.model, fmt=args.format)
+        return score_command(
+            args.file,
+            vllm_urls=args.vllm_urls,
+            model=args.model,
+            fmt=args.format,
+            strategy=args.strategy,
+            max_prompt_tokens=args.max_prompt_tokens,
+        )
     if args.command == "migrate":
         from worker.commands.migrate import migrate_command
 

@@ -143,3 +143,30 @@ def test_synthetic_server_scores_json(tmp_path: Path, synthetic_model_url: str) 
     }
     assert body["conversation_id"] == "conv-dog"
     assert len(body["matrix"]) == 4
+
+
+@pytest.mark.parametrize("strategy", ["hierarchical", "surrogate", "auto"])
+def test_strategy_flag_chooses_the_strategy(
+    tmp_path: Path, synthetic_model_url: str, strategy: str
+) -> None:
+    args = ["--vllm-url", synthetic_model_url, "--model", "synthetic", "--format", "json"]
+    result = score(tmp_path, DOG_EVENT, *args, "--strategy", strategy)
+    assert result.returncode == 0, result.stderr
+    # auto without a cap is exact leave-one-out
+    assert json.loads(result.stdout)["strategy"] == ("loo" if strategy == "auto" else strategy)
+
+
+def test_surrogate_rows_are_reported_as_estimates(tmp_path: Path, synthetic_model_url: str) -> None:
+    args = ["--vllm-url", synthetic_model_url, "--model", "synthetic", "--format", "json"]
+    result = score(tmp_path, DOG_EVENT, *args, "--strategy", "surrogate")
+    assert json.loads(result.stdout)["row_kinds"] == ["estimated"] * 4
+
+
+def test_max_prompt_tokens_caps_what_the_conversation_spends(
+    tmp_path: Path, synthetic_model_url: str
+) -> None:
+    args = ["--vllm-url", synthetic_model_url, "--model", "synthetic", "--format", "json"]
+    full = json.loads(score(tmp_path, DOG_EVENT, *args).stdout)
+    cap = full["prompt_tokens"] // 2
+    capped = json.loads(score(tmp_path, DOG_EVENT, *args, "--max-prompt-tokens", str(cap)).stdout)
+    assert (capped["prompt_tokens"] <= cap, capped["capped"]) == (True, True)

@@ -69,14 +69,17 @@ def render_table(result: ConversationScore) -> str:
         f"conversation {result.conversation_id}  model {result.model}  "
         f"{len(score.memory_keys)} memories x {len(score.response_entry_indices)} responses  "
         f"{result.requests} requests  {result.prompt_tokens} prompt tokens  "
-        f"{result.duration_seconds:.1f} s  metric {score.metric}",
+        f"{result.duration_seconds:.1f} s  metric {score.metric}  strategy {score.strategy}"
+        + ("  (capped: the token cap cut it short)" if score.capped else ""),
         "",
         "Memories by importance (nats lost over all responses without the memory)",
         f"  {'rank':>4}  {'importance':>10}  key",
     ]
     ranked = sorted(score.memory_weights, key=lambda pair: pair[1], reverse=True)
+    kinds = dict(zip(score.memory_keys, score.row_kinds, strict=True))
     for rank, (key, weight) in enumerate(ranked, start=1):
-        lines.append(f"  {rank:>4}  {weight:>10.3f}  {key}")
+        kind = "" if kinds[key] == "exact" else f"  ({kinds[key]})"
+        lines.append(f"  {rank:>4}  {weight:>10.3f}  {key}{kind}")
     lines += ["", "Responses (dependence on memory, and the memories each one used)"]
     for entry, tokens, dependence in zip(
         score.response_entry_indices,
@@ -90,9 +93,22 @@ def render_table(result: ConversationScore) -> str:
     return "\n".join(lines)
 
 
-def score_command(file: str, *, vllm_urls: list[str] | None, model: str | None, fmt: str) -> int:
+def score_command(
+    file: str,
+    *,
+    vllm_urls: list[str] | None,
+    model: str | None,
+    fmt: str,
+    strategy: str | None = None,
+    max_prompt_tokens: int | None = None,
+) -> int:
+    overrides: dict[str, object] = {}
+    if strategy is not None:
+        overrides["strategy"] = strategy
+    if max_prompt_tokens is not None:
+        overrides["max_prompt_tokens_per_conversation"] = max_prompt_tokens
     try:
-        settings = load_settings()
+        settings = load_settings(**overrides)
         payload = _read(file)
         event = decode_event(payload, max_bytes=settings.max_event_bytes)
     except OSError as exc:
@@ -111,7 +127,16 @@ def score_command(file: str, *, vllm_urls: list[str] | None, model: str | None, 
     except MemscoreError as exc:  # server down, refused, or answered something unusable
         return _fail(1, exc.message)
     if fmt == "json":
-        print(json.dumps({"conversation_id": result.conversation_id, **result.score.to_dict()}))
+        print(
+            json.dumps(
+                {
+                    "conversation_id": result.conversation_id,
+                    **result.score.to_dict(),
+                    "requests": result.requests,
+                    "prompt_tokens": result.prompt_tokens,
+                }
+            )
+        )
     else:
         print(render_table(result))
     return 0
