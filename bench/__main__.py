@@ -12,15 +12,19 @@ import time
 import traceback
 from collections.abc import Callable
 
-from bench import client_overhead, saturation, scaling
+from bench import client_overhead, saturation, scaling, strategies
 from bench.report import Result, machine
 
 BENCHMARKS: dict[str, Callable[[], Result]] = {
     "client_overhead": client_overhead.run,
     "scaling": scaling.run,
     "saturation": saturation.run,
+    "strategies": strategies.run,
 }
-DETAIL_TABLES: dict[str, Callable[[Result], str]] = {"scaling": scaling.table}
+DETAIL_TABLES: dict[str, Callable[[Result], str]] = {
+    "scaling": scaling.table,
+    "strategies": strategies.table,
+}
 
 
 def main(argv: list[str]) -> int:
@@ -32,7 +36,8 @@ def main(argv: list[str]) -> int:
     unknown = sorted(set(args.names) - set(BENCHMARKS))
     if unknown:
         parser.error(f"no benchmark named {', '.join(unknown)}")
-    names = args.names or list(BENCHMARKS)
+    # strategies runs a real model for tens of minutes: only when named.
+    names = args.names or [name for name in BENCHMARKS if name != "strategies"]
     host = machine()
     say(
         f"machine: {host['nproc']} CPUs ({host['cpu_model']}), Python {host['python']}, "

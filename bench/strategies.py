@@ -1,0 +1,259 @@
+"""Fidelity and cost of the scoring strategies against exact leave-one-out on the same model.
+
+Every strategy scores the same conversations (bench/strategy_conversations.py) through the
+worker's own ConversationScorer and InferenceClient against a devstack model server: the
+real SmolLM2-135M (N = 8..64, a few conversations: a forward pass is ~0.3-2 s on 2 cores)
+and the synthetic backend (N up to 256). Identical prompts are answered once and shared
+between strategies (a deterministic server gives the same answer twice), so the costs
+below are what each strategy would have sent, not what the machine computed.
+
+Per conversation and strategy, against LOO: prompt tokens and requests relative to LOO,
+Spearman of memory importance (row sums) over the memories carrying >= 5% of the exact
+importance, top-1 agreement per response (the memory with the largest entry of each
+column), and the exact importance mass of the strategy's top-k memories over that of the
+exact top-k (k = the number of memories carrying >= 5%). ``auto`` runs under a cap of 40%
+of what LOO spent on that conversation. Redundant pairs: each member's importance, over
+what leaving out both at once costs the conversation.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import os
+from collections.abc import Sequence
+from dataclasses import dataclass, field
+from typing import Any
+
+import numpy as np
+
+from bench.report import Result, Target, rounded
+from bench.strategy_conversations import BenchConversation, bench_conversation
+from devstack.model_server import running_model_server
+from worker.events import ConversationEvent
+from worker.inference.client import ClientConfig, InferenceClient, PromptScores
+from worker.inference.limiter import InflightLimiter
+from worker.inference.scorer import ConversationScorer, ScoringOptions
+from worker.scoring import ConversationScore, MemoryScore
+from worker.scoring.strategies import (
+    Auto,
+    Hierarchical,
+    LeaveOneOut,
+    Strategy,
+    Surrogate,
+)
+
+AUTO_CAP_SHARE = 0.4
+IMPORTANT_SHARE = 0.05
+# (backend, memories, conversations); MEMSCORE_BENCH_QUICK=1 keeps only the small ones.
+GRID: tuple[tuple[str, int, int], ...] = (
+    ("smollm2", 8, 3),
+    ("smollm2", 16, 3),
+    ("smollm2", 32, 2),
+    ("smollm2", 64, 2),
+    ("synthetic", 8, 4),
+    ("synthetic", 16, 4),
+    ("synthetic", 32, 4),
+    ("synthetic", 64, 4),
+    ("synthetic", 128, 3),
+    ("synthetic", 256, 2),
+)
+STRATEGIES: dict[str, Strategy] = {
+    "hierarchical@0.5": Hierarchical(threshold=0.5),
+    "hierarchical@1": Hierarchical(threshold=1.0),
+    "hierarchical@2": Hierarchical(threshold=2.0),
+    "hierarchical@1/b4": Hierarchical(threshold=1.0, branching=4),
+    "surrogate@16": Surrogate(ablations=16),
+    "surrogate@24": Surrogate(ablations=24),
+    "surrogate@32": Surrogate(ablations=32),
+}
+
+
+class SharedAnswers:
+    """A PromptScorer that asks the server once per distinct prompt (in flight included)."""
+
+    def __init__(self, client: InferenceClient) -> None:
+        self._client = client
+        self._answers: dict[tuple[tuple[str, str], ...], asyncio.Future[PromptScores]] = {}
+
+    async def prompt_logprobs(
+        self, *, model: str, messages: list[dict[str, str]], estimated_tokens: int
+    ) -> PromptScores:
+        key = tuple((m["role"], m["content"]) for m in messages)
+        if key not in self._answers:
+            self._answers[key] = asyncio.ensure_future(
+                self._client.prompt_logprobs(
+                    model=model, messages=messages, estimated_tokens=estimated_tokens
+                )
+            )
+        return await self._answers[key]
+
+
+@dataclass(frozen=True)
+class Fixed:
+    """Sends the given ablations (memory positions) and keeps their divergence rows."""
+
+    ablations: tuple[frozenset[int], ...]
+    rows: list[Any] = field(default_factory=list)
+    name = "fixed"
+
+    def plan(self, conversation: Any, answers: Any, budget: int) -> list[frozenset[int]]:
+        return [a for a in self.ablations if a not in answers][:budget]
+
+    def score(self, conversation: Any, answers: Any) -> MemoryScore:
+        self.rows.extend(conversation.row(a, answers) for a in self.ablations)
+        return LeaveOneOut().score(conversation, answers)
+
+
+def spearman(a: Sequence[float], b: Sequence[float]) -> float:
+    if len(a) < 2:
+        return float("nan")
+    ra = np.argsort(np.argsort(a)).astype(float)
+    rb = np.argsort(np.argsort(b)).astype(float)
+    if ra.std() == 0 or rb.std() == 0:
+        return float("nan")
+    return float(np.corrcoef(ra, rb)[0, 1])
+
+
+def compare(exact: ConversationScore, other: ConversationScore) -> dict[str, float]:
+    e, o = exact.score, other.score
+    ew, ow = e.matrix.sum(axis=1), o.matrix.sum(axis=1)
+    important = np.flatnonzero(ew >= IMPORTANT_SHARE * ew.sum()) if ew.sum() > 0 else []
+    k = len(important)
+    top_other = np.argsort(-ow, kind="stable")[:k]
+    top_exact = np.argsort(-ew, kind="stable")[:k]
+    columns = [j for j in range(e.matrix.shape[1]) if e.matrix[:, j].max() > 0]
+    agree = [int(np.argmax(e.matrix[:, j]) == np.argmax(o.matrix[:, j])) for j in columns]
+    return {
+        "tokens_ratio": other.prompt_tokens / exact.prompt_tokens,
+        "requests_ratio": other.requests / exact.requests,
+        "requests": other.requests,
+        "spearman_important": spearman(ew[important].tolist(), ow[important].tolist()),
+        "spearman_all": spearman(ew.tolist(), ow.tolist()),
+        "top1": float(np.mean(agree)) if agree else float("nan"),
+        "mass_recovered": float(ew[top_other].sum() / ew[top_exact].sum()) if k else 1.0,
+    }
+
+
+async def _score(
+    shared: SharedAnswers, model: str, event: ConversationEvent, strategy: Strategy, cap: int | None
+) -> ConversationScore:
+    options = ScoringOptions(default_model=model, strategy=strategy, max_prompt_tokens=cap)
+    return await ConversationScorer(shared, options).score(event)
+
+
+async def _conversation(
+    shared: SharedAnswers, model: str, case: BenchConversation
+) -> dict[str, Any]:
+    event = ConversationEvent.model_validate(case.event)
+    exact = await _score(shared, model, event, LeaveOneOut(), None)
+    found: dict[str, Any] = {"loo": {"requests": exact.requests, "tokens": exact.prompt_tokens}}
+    results = {"loo": exact}
+    for name, strategy in STRATEGIES.items():
+        results[name] = await _score(shared, model, event, strategy, None)
+    cap = int(AUTO_CAP_SHARE * exact.prompt_tokens)
+    results["auto@40%"] = await _score(shared, model, event, Auto(), cap)
+    for name, result in results.items():
+        if name != "loo":
+            found[name] = compare(exact, result) | {"chose": result.score.strategy}
+    keys = exact.score.memory_keys
+    pairs = [(keys.index(a), keys.index(b)) for a, b in case.redundant_pairs]
+    both = Fixed(tuple(frozenset(p) for p in pairs))
+    await _score(shared, model, event, both, None)
+    joint = [float(row.sum()) for row in both.rows]
+    found["redundant"] = {
+        name: float(
+            np.mean(
+                [
+                    (r.score.matrix[a].sum() + r.score.matrix[b].sum()) / 2 / max(j, 1e-9)
+                    for (a, b), j in zip(pairs, joint, strict=True)
+                ]
+            )
+        )
+        for name, r in results.items()
+    }
+    found["redundant_joint_nats"] = float(np.mean(joint))
+    return found
+
+
+async def _backend(url: str, model: str, sizes: list[tuple[int, int]]) -> list[dict[str, Any]]:
+    limiter = InflightLimiter(4, 1 << 20)
+    rows = []
+    async with InferenceClient(ClientConfig(base_urls=[url]), limiter) as client:
+        for memories, conversations in sizes:
+            per = [
+                await _conversation(SharedAnswers(client), model, bench_conversation(s, memories))
+                for s in range(conversations)
+            ]
+            rows.append({"memories": memories, "conversations": conversations, **_mean(per)})
+    return rows
+
+
+def _mean(per: list[dict[str, Any]]) -> dict[str, Any]:
+    out: dict[str, Any] = {}
+    for name, value in per[0].items():
+        if isinstance(value, dict):
+            out[name] = {
+                k: (
+                    rounded(float(np.nanmean([p[name][k] for p in per])))
+                    if not isinstance(v, str)
+                    else sorted({p[name][k] for p in per})
+                )
+                for k, v in value.items()
+            }
+        else:
+            out[name] = rounded(float(np.mean([p[name] for p in per])))
+    return out
+
+
+def run() -> Result:
+    quick = os.environ.get("MEMSCORE_BENCH_QUICK") == "1"
+    only = os.environ.get("MEMSCORE_BENCH_BACKENDS", "synthetic,smollm2").split(",")
+    rows: list[dict[str, Any]] = []
+    for backend in ("synthetic", "smollm2"):
+        sizes = [(n, c) for b, n, c in GRID if b == backend and (not quick or n <= 16)]
+        if backend not in only or not sizes:
+            continue
+        flags: dict[str, Any] = {"prefill_tokens_per_second": 50_000_000}
+        with running_model_server(backend, **(flags if backend == "synthetic" else {})) as url:
+            found = asyncio.run(_backend(url, backend, sizes))
+        rows += [{"backend": backend, **row} for row in found]
+    figures: dict[str, Any] = {"rows": rows}
+    large = [r for r in rows if r["memories"] >= 64]
+    auto_ratios = [r["auto@40%"]["tokens_ratio"] for r in rows]
+    figures["auto_max_tokens_ratio"] = max(auto_ratios) if auto_ratios else float("nan")
+    if large:
+        figures["auto_n64_tokens_ratio"] = max(r["auto@40%"]["tokens_ratio"] for r in large)
+        figures["auto_n64_top1"] = min(r["auto@40%"]["top1"] for r in large)
+        figures["auto_n64_spearman_important"] = min(
+            r["auto@40%"]["spearman_important"] for r in large
+        )
+    targets = [Target("auto_max_tokens_ratio", "<=", 1.0)]
+    if large:
+        targets += [
+            Target("auto_n64_tokens_ratio", "<=", AUTO_CAP_SHARE),
+            Target("auto_n64_top1", ">=", 0.95),
+            Target("auto_n64_spearman_important", ">=", 0.9),
+        ]
+    return Result("strategies", figures, targets)
+
+
+def table(result: Result) -> str:
+    lines = [
+        "backend    N  strategy             tokens  requests  top1   rho(>=5%)  mass   redundant"
+    ]
+    for row in result.figures["rows"]:
+        for name in ["auto@40%", *STRATEGIES]:
+            r = row[name]
+            lines.append(
+                f"{row['backend']:<9} {row['memories']:>3}  {name:<18} "
+                f"{r['tokens_ratio']:>7.3f} {r['requests']:>8.1f}  {r['top1']:>5.2f}  "
+                f"{r['spearman_important']:>8.2f}  {r['mass_recovered']:>5.2f}  "
+                f"{row['redundant'][name]:>6.2f}"
+            )
+        lines.append(
+            f"{row['backend']:<9} {row['memories']:>3}  loo                  1.000 "
+            f"{row['loo']['requests']:>8.1f}  redundant pair: each member "
+            f"{row['redundant']['loo']:.2f} of the pair's joint "
+            f"{row['redundant_joint_nats']:.1f} nats"
+        )
+    return "\n".join(lines)
