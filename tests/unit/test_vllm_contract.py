@@ -220,12 +220,6 @@ async def test_vllms_context_length_refusal_is_a_context_length_error(
     assert ("8192" in info.value.message, len(server.requests)) == (True, 1)
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="worker/inference/error_answer.py does not read vLLM 0.32's wording ('your prompt "
-    "contains at least N input tokens ... (parameter=input_tokens, value=N)'), so the DLQ "
-    "reason keeps the limit but loses the count",
-)
 async def test_the_context_length_reason_keeps_vllms_input_token_count(
     server: LoopbackServer,
 ) -> None:
