@@ -35,16 +35,7 @@ WITH_IDS = [
 K0 = [*WITH_IDS, "chat-dog-k0"]
 # vLLM 0.32 decodes a split character's leading pieces to "", so an answer that opens with
 # one ("Łódź, ...") starts with a token of no text, which the locator leaves out.
-LEADING_PIECE_LEFT_OUT = pytest.mark.xfail(
-    strict=True,
-    reason="worker/scoring/spans.py: a zero-length token right before a response's first "
-    "character (the first piece of a split character, as vLLM 0.32 decodes it) is not "
-    "counted as part of the response, so its logprob is never scored",
-)
-EXACT_SPANS = [
-    pytest.param(name, marks=LEADING_PIECE_LEFT_OUT) if "leading-split" in name else name
-    for name in K0
-]
+EXACT_SPANS = list(K0)
 
 
 def recorded(name: str) -> dict[str, Any]:

@@ -66,8 +66,16 @@ class MessagePattern:
 def _token_range(
     starts: npt.NDArray[np.int64], ends: npt.NDArray[np.int64], begin: int, end: int
 ) -> tuple[int, int]:
-    """Indices [first, last) of the tokens whose text overlaps chars [begin, end)."""
+    """Indices [first, last) of the tokens whose text overlaps chars [begin, end).
+
+    Tokens of no text right at ``begin`` belong to the range: vLLM 0.32 decodes a
+    character split over several tokens as "" for the leading pieces and the whole
+    character on the last one, so a response opening with such a character starts
+    with those empty pieces.
+    """
     first = int(np.searchsorted(ends, begin, side="right"))
+    while first > 0 and ends[first - 1] == begin and starts[first - 1] == begin:
+        first -= 1
     last = int(np.searchsorted(starts, end, side="left"))
     return first, max(first, last)
 
