@@ -13,7 +13,7 @@ from pathlib import Path
 from sqlalchemy import inspect
 from sqlalchemy.ext.asyncio import create_async_engine
 
-from worker.store import async_database_url
+from worker.store import async_database_url, head_revision
 
 REPO = Path(__file__).resolve().parents[2]
 TABLES = {
@@ -73,7 +73,7 @@ async def test_migrate_creates_the_tables_and_says_so_in_one_line(
 
     assert (done.status, done.stderr) == (0, "")
     assert len(done.stdout.splitlines()) == 1
-    assert "upgraded to 0002" in done.stdout
+    assert f"upgraded to {head_revision()}" in done.stdout
     assert await _tables(database_url) == TABLES
 
 
@@ -96,7 +96,7 @@ async def test_replicas_migrating_at_once_apply_the_revision_once(
     )
 
     assert [r.status for r in runs] == [0, 0, 0]
-    assert sum("upgraded to 0002" in r.stdout for r in runs) == 1
+    assert sum(f"upgraded to {head_revision()}" in r.stdout for r in runs) == 1
 
 
 async def test_an_unreachable_database_exits_1_without_showing_the_password(
