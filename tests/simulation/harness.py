@@ -153,14 +153,14 @@ async def simulate(schedule: Schedule) -> Result:
     stops = list(schedule.stops)
     drained = False
     while True:
-        gate = DependencyGate(now)
+        gate = DependencyGate(now, healthy_gap_seconds=2 * PROBE_SECONDS)
         gates.append(gate)
         processor = ObservedProcessor(
             scorer=scorer,
             store=store,
             results=ResultPublisher(producer, "memory-scored"),
             dead_letters=DeadLetterQueue(producer, DLQ),
-            retry=DependencyRetry(gate, schedule.retry, BUDGET_SECONDS, clock=now, rng=rng),
+            retry=DependencyRetry(gate, schedule.retry, BUDGET_SECONDS, rng=rng),
             max_event_bytes=1 << 20,
         )
         processor.broker = broker

@@ -85,8 +85,10 @@ def schedules(draw: st.DrawFn) -> Schedule:
         at = draw(st.integers(0, len(records)))
         records.insert(at, Placement(draw(st.integers(0, partitions - 1)), None, garbage))
     faults = FaultPlan(
-        vllm=draw(windows(900.0)),
-        postgres=draw(windows(600.0)),
+        # Hours-long outages are the deterministic twelve-hour test's: here they are
+        # long next to the retry cap (4 s) and the budget (20 s), and cheap to run.
+        vllm=draw(windows(300.0)),
+        postgres=draw(windows(300.0)),
         kafka_produce=draw(windows(120.0)),
         kafka_commit=draw(windows(60.0)),
     )
@@ -196,7 +198,7 @@ def _digest(result: Result) -> tuple[object, ...]:
 
 
 @settings(
-    max_examples=int(os.environ.get("MEMSCORE_SIMULATION_EXAMPLES", "300")),
+    max_examples=int(os.environ.get("MEMSCORE_SIMULATION_EXAMPLES", "1000")),
     deadline=None,
     suppress_health_check=[HealthCheck.too_slow, HealthCheck.data_too_large],
 )
@@ -204,10 +206,20 @@ def _digest(result: Result) -> tuple[object, ...]:
 def test_every_schedule_of_faults_ends_with_every_event_stored_once_or_parked(
     schedule: Schedule,
 ) -> None:
-    result = run_virtual(simulate(schedule))
-    check_invariants(schedule, result)
-    # Deterministic, or a failure could not be replayed: the same schedule, the same run.
-    assert _digest(run_virtual(simulate(schedule))) == _digest(result)
+    # Hypothesis replays a failing schedule while shrinking and reports it as flaky if
+    # it does not fail again; the test below checks that passing runs repeat too.
+    check_invariants(schedule, run_virtual(simulate(schedule)))
+
+
+@settings(
+    max_examples=30,
+    deadline=None,
+    suppress_health_check=[HealthCheck.too_slow, HealthCheck.data_too_large],
+)
+@given(schedules())
+def test_a_schedule_runs_the_same_every_time(schedule: Schedule) -> None:
+    # Deterministic, or a failure could not be replayed from its schedule.
+    assert _digest(run_virtual(simulate(schedule))) == _digest(run_virtual(simulate(schedule)))
 
 
 def _good(n: int, source: str | None = None, **script: object) -> list[EventSpec]:
@@ -309,3 +321,19 @@ def test_a_redelivered_stored_event_costs_no_model_request() -> None:
     check_invariants(schedule, result)
     assert result.broker.ledger.scored[event.key] == 1
     assert len(result.broker.produced[OUTPUT]) == 3  # once, the other event, once again
+
+
+def test_an_outage_with_a_moment_of_service_in_it_parks_nothing() -> None:
+    # Found by the property test: two PostgreSQL outages with 3 s of service between
+    # them. An event that failed on through the second one was blamed for it as if the
+    # database had been serving others all along, and parked as retry_budget.
+    events = [EventSpec(f"e{i}", None, EventScript()) for i in range(2)]
+    schedule = Schedule(
+        records=[Placement(0, None), *(Placement(0, e) for e in events)],
+        partitions=1,
+        faults=FaultPlan(postgres=[Window(0.0, 32.0), Window(35.0, 53.0)]),
+        max_inflight=1,
+    )
+    result = run_virtual(simulate(schedule))
+    check_invariants(schedule, result)
+    assert len(result.store.runs) == 2

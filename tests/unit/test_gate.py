@@ -60,20 +60,23 @@ def test_dependencies_are_judged_apart() -> None:
     assert gate.retrying_events() == 3
 
 
-def test_others_served_means_a_success_since_or_no_one_else_failing() -> None:
+def test_served_time_is_the_gaps_between_successes_each_capped() -> None:
+    clock = Clock()
+    gate = DependencyGate(clock, healthy_gap_seconds=10.0)
+    for t in (1.0, 3.0, 6.0):  # two gaps: 2 s and 3 s
+        clock.now = t
+        gate.succeeded("vllm", f"event-{t}")
+    assert gate.served_seconds("vllm") == 5.0
+    clock.now = 506.0  # a long gap may hide an outage: it counts 10 s at most
+    gate.succeeded("vllm", "after-the-gap")
+    assert gate.served_seconds("vllm") == 15.0
+
+
+def test_failures_alone_never_count_as_served_time() -> None:
     clock = Clock()
     gate = DependencyGate(clock)
-    clock.now = 1.0
-    gate.failed("vllm", "cursed")
-    clock.now = 2.0
-    gate.succeeded("vllm", "other")
-    # A success after the cursed event's last failure.
-    assert gate.served_others("vllm", "cursed", previous=1.0, streak_start=1.0)
-    clock.now = 3.0
-    gate.failed("vllm", "cursed")
-    # No success since 3.0, but the last verdict from anyone else is that success.
-    assert gate.served_others("vllm", "cursed", previous=3.0, streak_start=1.0)
-    clock.now = 4.0
-    gate.failed("vllm", "another")
-    # Another event failing since: perhaps an outage, so the cursed one is not blamed.
-    assert not gate.served_others("vllm", "cursed", previous=3.0, streak_start=1.0)
+    for t in range(100):
+        clock.now = float(t)
+        gate.failed("vllm", "a")
+        gate.failed("vllm", "b")
+    assert gate.served_seconds("vllm") == 0.0

@@ -148,8 +148,11 @@ async def _consume(
     health: HealthState,
     signals: StopSignals,
 ) -> None:
-    clock = asyncio.get_running_loop().time
-    gate = DependencyGate(clock)
+    # A gap of up to two probe intervals between successes is the dependency serving
+    # events slowly; a longer one may hide an outage (DependencyGate.served_seconds).
+    gate = DependencyGate(
+        asyncio.get_running_loop().time, healthy_gap_seconds=2 * settings.retry_max_seconds
+    )
     processor = RecordProcessor(
         scorer=ConversationScorer(client, ScoringOptions.from_settings(settings)),
         store=store,
@@ -159,7 +162,6 @@ async def _consume(
             gate,
             RetryPolicy.per_event(settings),
             budget_seconds=settings.event_retry_budget_seconds,
-            clock=clock,
         ),
         max_event_bytes=settings.max_event_bytes,
     )

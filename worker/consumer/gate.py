@@ -31,17 +31,22 @@ class _Dependency:
     last_failure: float = -math.inf
     last_success: float = -math.inf
     down: bool = False
-    # The latest failure, whose it was, and the latest one of any other event.
-    last_failure_by: object = None
-    other_failure: float = -math.inf
+    # Seconds between consecutive successes, each gap counted up to healthy_gap_seconds.
+    served_seconds: float = 0.0
 
 
 class DependencyGate:
-    def __init__(self, clock: Callable[[], float], outage_quorum: int = 2) -> None:
-        if outage_quorum < 1:
-            raise ValueError("outage_quorum must be at least 1")
+    def __init__(
+        self,
+        clock: Callable[[], float],
+        outage_quorum: int = 2,
+        healthy_gap_seconds: float = 60.0,
+    ) -> None:
+        if outage_quorum < 1 or healthy_gap_seconds <= 0:
+            raise ValueError("outage_quorum must be at least 1, healthy_gap_seconds positive")
         self._clock = clock
         self._quorum = outage_quorum
+        self._healthy_gap = healthy_gap_seconds
         self._deps: dict[str, _Dependency] = {}
 
     # --- what the retrying events report ---------------------------------------
@@ -49,9 +54,6 @@ class DependencyGate:
         """``retrier`` (one event's retry) saw ``dependency`` fail and will try again."""
         state = self._state(dependency)
         state.retrying.add(retrier)
-        if state.last_failure_by is not retrier:
-            state.other_failure = state.last_failure
-            state.last_failure_by = retrier
         state.last_failure = self._clock()
         self._update(dependency, state)
 
@@ -59,7 +61,10 @@ class DependencyGate:
         """A call to ``dependency`` succeeded: it serves events."""
         state = self._state(dependency)
         state.retrying.discard(retrier)
-        state.last_success = self._clock()
+        now = self._clock()
+        if state.last_success > -math.inf:
+            state.served_seconds += min(now - state.last_success, self._healthy_gap)
+        state.last_success = now
         self._update(dependency, state)
 
     def release(self, retrier: object) -> None:
@@ -87,23 +92,16 @@ class DependencyGate:
         """How many events are retrying any dependency now."""
         return len(set().union(*(state.retrying for state in self._deps.values())))
 
-    def served_others(
-        self, dependency: str, retrier: object, previous: float, streak_start: float
-    ) -> bool:
-        """Did ``dependency`` serve other events while ``retrier`` failed from ``previous``?
+    def served_seconds(self, dependency: str) -> float:
+        """How long ``dependency`` has been seen serving events: a running total.
 
-        Yes when a call to it succeeded since ``previous``, or when, since the retrier's
-        failures began, one succeeded and no other event has failed on it after that.
+        The time between two consecutive successful calls counts, up to
+        ``healthy_gap_seconds`` for one gap: a long gap may hide an outage between two
+        successes, and an outage must never count against an event's retry budget. The
+        difference of two readings is how long it served events in between.
         """
         state = self._deps.get(dependency)
-        if state is None:
-            return False
-        if state.last_success > previous:
-            return True
-        others_failed = (
-            state.last_failure if state.last_failure_by is not retrier else state.other_failure
-        )
-        return state.last_success > max(streak_start, others_failed)
+        return 0.0 if state is None else state.served_seconds
 
     # --- internals -------------------------------------------------------------
     def _state(self, dependency: str) -> _Dependency:

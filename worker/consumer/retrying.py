@@ -3,11 +3,11 @@
 Every DependencyUnavailable is retried with the per-event RetryPolicy (capped and
 jittered, so an outage of any length is waited out) and reported to the
 DependencyGate. The one exception is an event that keeps failing while the same
-dependency serves other events: the time between two of its failures counts against
-its retry budget when another call to the dependency succeeded in between, or when
-one succeeded since its failures began and no other event has failed there since.
-When the counted time reaches the budget the event is parked (RetryBudgetExhausted).
-In an outage nothing succeeds, nothing counts, and it is waited out however long.
+dependency serves other events: the time the gate saw the dependency serving events
+(between consecutive successes, a long gap counting only in part) since the event's
+failures began counts against its retry budget, and when it reaches the budget the
+event is parked (RetryBudgetExhausted). In an outage nothing succeeds, nothing
+counts, and it is waited out however long.
 """
 
 from __future__ import annotations
@@ -34,7 +34,6 @@ class DependencyRetry:
     policy: RetryPolicy
     #: Seconds an event may fail on a dependency that serves other events meanwhile.
     budget_seconds: float
-    clock: Callable[[], float]
     sleep: Callable[[float], Awaitable[None]] = asyncio.sleep
     rng: random.Random | None = None
 
@@ -48,21 +47,17 @@ class DependencyRetry:
         """
         retrier = object()  # this call's identity in the gate
         failures = 0
-        previous: float | None = None  # when the last failure was seen
-        streak_start = 0.0
-        blamed = 0.0  # seconds failing while the dependency served other events
+        served_at_start: float | None = None  # the gate's served_seconds at the 1st failure
         try:
             while True:
                 try:
                     result = await operation()
                 except DependencyUnavailable as exc:
-                    now = self.clock()
                     failures += 1
-                    if previous is None:
-                        streak_start = now
-                    elif self.gate.served_others(exc.dependency, retrier, previous, streak_start):
-                        blamed += now - previous
-                    previous = now
+                    served = self.gate.served_seconds(exc.dependency)
+                    if served_at_start is None:
+                        served_at_start = served
+                    blamed = served - served_at_start  # failing while others were served
                     self.gate.failed(exc.dependency, retrier)
                     if budgeted and blamed >= self.budget_seconds:
                         raise RetryBudgetExhausted(
