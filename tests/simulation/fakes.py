@@ -54,6 +54,8 @@ class FaultPlan:
 
     vllm: list[Window] = field(default_factory=list)
     postgres: list[Window] = field(default_factory=list)
+    #: PostgreSQL answering reads but refusing writes (a failover's read-only primary).
+    postgres_writes: list[Window] = field(default_factory=list)
     kafka_produce: list[Window] = field(default_factory=list)
     kafka_commit: list[Window] = field(default_factory=list)
 
@@ -248,6 +250,8 @@ class FakeStore:
         self, result: ConversationScore, source: EventSource | None = None
     ) -> SaveOutcome:
         await self._reach()
+        if self.broker.faults.down("postgres_writes"):
+            raise StoreUnavailable("simulated: read-only")
         key = identity(result.event_source, result.event_id)
         script = self.scripts[key]
         if script.kind == "data_error":
@@ -312,15 +316,16 @@ class FakeScorer:
             raise InferenceResponseError("simulated: NaN in prompt_logprobs")
         await asyncio.sleep(script.seconds)
         ledger.scored[key] = ledger.scored.get(key, 0) + 1
-        return _result(event)
+        # Each scoring differs, so publishing a fresh score instead of the stored one shows.
+        return _result(event, ledger.scored[key])
 
 
-def _result(event: ConversationEvent) -> ConversationScore:
-    """A deterministic score from the event's identity (the math is tested elsewhere)."""
+def _result(event: ConversationEvent, attempt: int) -> ConversationScore:
+    """A deterministic score from the event's identity and how often it was scored."""
     memories = tuple(event.memory_indices)
     responses = tuple(event.response_indices)
     seed = int.from_bytes(
-        hashlib.sha256(identity(event.source, event.event_id).encode()).digest()[:4]
+        hashlib.sha256(f"{identity(event.source, event.event_id)}#{attempt}".encode()).digest()[:4]
     )
     matrix = np.random.default_rng(seed).random((len(memories), len(responses)))
     keys = tuple(event.entries[i].key for i in memories)  # type: ignore[union-attr]

@@ -89,6 +89,7 @@ def schedules(draw: st.DrawFn) -> Schedule:
         # long next to the retry cap (4 s) and the budget (20 s), and cheap to run.
         vllm=draw(windows(300.0)),
         postgres=draw(windows(300.0)),
+        postgres_writes=draw(windows(120.0)),
         kafka_produce=draw(windows(120.0)),
         kafka_commit=draw(windows(60.0)),
     )
@@ -337,3 +338,38 @@ def test_an_outage_with_a_moment_of_service_in_it_parks_nothing() -> None:
     result = run_virtual(simulate(schedule))
     check_invariants(schedule, result)
     assert len(result.store.runs) == 2
+
+
+def test_more_conversations_failing_alone_than_slots_do_not_stop_intake() -> None:
+    # Found in review: with one probe beyond the limit at most, more bad conversations
+    # than slots stopped intake for good while the servers were fine. Probes now go on
+    # up to twice the limit (a run of that many bad conversations in a row is the
+    # known limit, README).
+    cursed = [EventSpec(f"oom{i}", None, EventScript("cursed", transient=10**6)) for i in (1, 2, 3)]
+    others = [EventSpec(f"g{i}", None, EventScript(seconds=2.0)) for i in range(40)]
+    schedule = Schedule(
+        records=[Placement(0, e) for e in cursed + others],
+        partitions=1,
+        faults=FaultPlan(),
+        max_inflight=2,
+    )
+    result = run_virtual(simulate(schedule))
+    check_invariants(schedule, result)
+    assert len(result.store.runs) == 40
+    assert len(result.broker.produced[DLQ]) == 3
+
+
+def test_a_read_only_database_is_an_outage_for_saves_even_while_reads_succeed() -> None:
+    # Found in review: successful look-ups counted as PostgreSQL serving events, so
+    # events whose saves failed through a read-only spell were parked as retry_budget.
+    events = [EventSpec(f"e{i}", None, EventScript()) for i in range(12)]
+    schedule = Schedule(
+        records=[Placement(i % 2, e) for i, e in enumerate(events)],
+        partitions=2,
+        faults=FaultPlan(postgres_writes=[Window(0.0, 240.0)]),
+        max_inflight=3,
+    )
+    result = run_virtual(simulate(schedule))
+    check_invariants(schedule, result)
+    assert result.broker.produced[DLQ] == []
+    assert len(result.store.runs) == 12

@@ -31,6 +31,13 @@ class _Dependency:
     last_failure: float = -math.inf
     last_success: float = -math.inf
     down: bool = False
+
+
+@dataclass
+class _Service:
+    """Successes of one operation on a dependency (a read says nothing of writes)."""
+
+    last_success: float = -math.inf
     # Seconds between consecutive successes, each gap counted up to healthy_gap_seconds.
     served_seconds: float = 0.0
 
@@ -48,6 +55,7 @@ class DependencyGate:
         self._quorum = outage_quorum
         self._healthy_gap = healthy_gap_seconds
         self._deps: dict[str, _Dependency] = {}
+        self._services: dict[tuple[str, str], _Service] = {}
 
     # --- what the retrying events report ---------------------------------------
     def failed(self, dependency: str, retrier: object) -> None:
@@ -57,14 +65,16 @@ class DependencyGate:
         state.last_failure = self._clock()
         self._update(dependency, state)
 
-    def succeeded(self, dependency: str, retrier: object) -> None:
-        """A call to ``dependency`` succeeded: it serves events."""
+    def succeeded(self, dependency: str, retrier: object, operation: str = "") -> None:
+        """A call to ``dependency`` (doing ``operation``) succeeded: it serves events."""
         state = self._state(dependency)
         state.retrying.discard(retrier)
         now = self._clock()
-        if state.last_success > -math.inf:
-            state.served_seconds += min(now - state.last_success, self._healthy_gap)
         state.last_success = now
+        service = self._services.setdefault((dependency, operation), _Service())
+        if service.last_success > -math.inf:
+            service.served_seconds += min(now - service.last_success, self._healthy_gap)
+        service.last_success = now
         self._update(dependency, state)
 
     def release(self, retrier: object) -> None:
@@ -92,7 +102,7 @@ class DependencyGate:
         """How many events are retrying any dependency now."""
         return len(set().union(*(state.retrying for state in self._deps.values())))
 
-    def served_seconds(self, dependency: str) -> float:
+    def served_seconds(self, dependency: str, operation: str = "") -> float:
         """How long ``dependency`` has been seen serving events: a running total.
 
         The time between two consecutive successful calls counts, up to
@@ -100,8 +110,8 @@ class DependencyGate:
         successes, and an outage must never count against an event's retry budget. The
         difference of two readings is how long it served events in between.
         """
-        state = self._deps.get(dependency)
-        return 0.0 if state is None else state.served_seconds
+        service = self._services.get((dependency, operation))
+        return 0.0 if service is None else service.served_seconds
 
     # --- internals -------------------------------------------------------------
     def _state(self, dependency: str) -> _Dependency:

@@ -20,7 +20,7 @@ from worker.consumer.gate import DependencyGate
 from worker.consumer.guard import DlqGuard
 from worker.consumer.offsets import OffsetTracker, Ticket
 from worker.consumer.processor import RecordProcessor
-from worker.errors import DlqGuardTripped
+from worker.errors import DlqGuardTripped, FatalError
 from worker.observability import metrics
 from worker.observability.health import HealthState
 
@@ -87,6 +87,7 @@ class ConsumerLoop:
         self._committed: dict[TopicPartition, int] = {}
         self._paused = False
         self._next_probe: float | None = None
+        self._task_failed: BaseException | None = None
         self._stop = asyncio.Event()
         self._force = asyncio.Event()
         metrics.INFLIGHT_LIMIT.labels("conversations").set(options.max_inflight)
@@ -130,6 +131,11 @@ class ConsumerLoop:
                 self._export_lag()
                 if self.guard.tripped:
                     raise DlqGuardTripped(f"DLQ guard tripped: {self.guard.describe()}")
+                if self._task_failed is not None:
+                    raise FatalError(
+                        f"an event's task died ({type(self._task_failed).__name__}); "
+                        "its partition could not commit past it"
+                    )
         finally:
             self.health.consumer_running = False
             await self._drain()
@@ -156,9 +162,12 @@ class ConsumerLoop:
             # until the partition is reassigned (a rebalance, a restart): say so instead of
             # stalling silently.
             log.error(
-                "event task failed: no commits past it until the partition is reassigned",
+                "event task failed: stopping, so that the partition is not frozen",
                 extra={"exc_type": type(exc).__name__, "task": task.get_name()},
             )
+            # Nothing after it on its partition could be committed while the probes
+            # stayed green: stop, and let the restart redo it.
+            self._task_failed = exc
             return
         outcome = task.result()
         self.tracker.finish(ticket)
@@ -169,7 +178,7 @@ class ConsumerLoop:
         """How many new events may start now (0 pauses intake), and whether as a probe.
 
         While a dependency is down, or while every slot is held by an event waiting on
-        one, a probe event is let in now and then (one beyond the limit at most): if
+        one, a probe event is let in now and then (up to twice the limit): if
         it goes through, the dependency serves events, the gate opens again and the
         events that keep failing on their own are judged by their retry budgets; if it
         fails, it waits with the others. Without probes, two bad conversations at once
@@ -179,7 +188,14 @@ class ConsumerLoop:
         if room > 0 and self.gate.healthy:
             self._next_probe = None
             return room, False
-        stalled = room == 0 and self.gate.retrying_events() >= len(self._tasks)
+        # Every slot held by events waiting on a dependency: probe beyond the limit, up to
+        # twice it, so that even that many conversations failing on their own at once
+        # cannot stop intake for good (a real outage fills it, and stops there).
+        stalled = (
+            room <= 0
+            and len(self._tasks) < 2 * self.options.max_inflight
+            and self.gate.retrying_events() >= len(self._tasks)
+        )
         if not ((room > 0 and not self.gate.healthy) or stalled):
             self._next_probe = None
             return 0, False

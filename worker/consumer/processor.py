@@ -11,7 +11,6 @@ by whoever owns the partition next.
 
 from __future__ import annotations
 
-import asyncio
 import logging
 import time
 import traceback
@@ -55,44 +54,43 @@ class RecordProcessor:
         """Returns the outcome: scored, empty, duplicate or dlq."""
         with bind(partition=record.partition, offset=record.offset):
             try:
-                return await self._process(record)
-            except (asyncio.CancelledError, KeyboardInterrupt, SystemExit):
-                raise
-            except Exception as exc:  # a bug: park the event, keep the worker alive
-                where = traceback.extract_tb(exc.__traceback__)[-1]
-                # Only the type and place: a bug's message may quote user text.
-                log.error(
-                    "unexpected error processing an event",
-                    extra={
-                        "exc_type": type(exc).__name__,
-                        "at": f"{where.filename}:{where.lineno}",
-                    },
-                )
-                error = InternalError(f"{type(exc).__name__} at {where.name}:{where.lineno}")
+                event = decode_event(record.value or b"", max_bytes=self.max_event_bytes)
+            except PoisonEventError as error:
                 await self._park(record, error)
                 return "dlq"
+            except Exception as exc:  # a bug in the decoder
+                return await self._internal(record, exc)
+            with bind(event_id=event.event_id):
+                try:
+                    return await self._score_and_store(record, event)
+                except (PoisonEventError, InferenceResponseError) as error:
+                    # Poison answers, a spent retry budget, or (after the client's own
+                    # retries) a server that keeps answering garbage for this event.
+                    await self._park(record, error)
+                    return "dlq"
+                except Exception as exc:
+                    return await self._internal(record, exc)
 
-    async def _process(self, record: Record) -> str:
-        try:
-            event = decode_event(record.value or b"", max_bytes=self.max_event_bytes)
-        except PoisonEventError as error:
-            await self._park(record, error)
-            return "dlq"
-        with bind(event_id=event.event_id):
-            try:
-                return await self._score_and_store(record, event)
-            except (PoisonEventError, InferenceResponseError) as error:
-                # Poison answers, a spent retry budget, or (after the client's own
-                # retries) a server that keeps answering garbage for this event.
-                await self._park(record, error)
-                return "dlq"
+    async def _internal(self, record: Record, exc: Exception) -> str:
+        """A bug met on one event: park it, keep the worker alive."""
+        where = traceback.extract_tb(exc.__traceback__)[-1]
+        # Only the type and place: a bug's message may quote user text.
+        log.error(
+            "unexpected error processing an event",
+            extra={"exc_type": type(exc).__name__, "at": f"{where.filename}:{where.lineno}"},
+        )
+        error = InternalError(f"{type(exc).__name__} at {where.name}:{where.lineno}")
+        await self._park(record, error)
+        return "dlq"
 
     async def _score_and_store(self, record: Record, event: ConversationEvent) -> str:
         if await self._republish_stored(event):
             return "duplicate"
-        result = await self.retry.call("vllm", lambda: self.scorer.score(event))
+        result = await self.retry.call("vllm", lambda: self.scorer.score(event), name="score")
         source = EventSource(record.topic, record.partition, record.offset)
-        saved = await self.retry.call("postgres", lambda: self.store.save(result, source))
+        saved = await self.retry.call(
+            "postgres", lambda: self.store.save(result, source), name="save"
+        )
         # Stored by someone else since the look-up (a rebalance race): publish theirs.
         if saved is SaveOutcome.DUPLICATE and await self._republish_stored(event):
             return "duplicate"
@@ -117,7 +115,9 @@ class RecordProcessor:
     async def _republish_stored(self, event: ConversationEvent) -> bool:
         """Publish what the store holds for ``event``; False when it is not stored."""
         stored = await self.retry.call(
-            "postgres", lambda: self.store.run_by_event_id(event.event_id, event.source)
+            "postgres",
+            lambda: self.store.run_by_event_id(event.event_id, event.source),
+            name="lookup",
         )
         if stored is None:
             return False

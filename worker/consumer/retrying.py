@@ -38,10 +38,18 @@ class DependencyRetry:
     rng: random.Random | None = None
 
     async def call(
-        self, dependency: str, operation: Callable[[], Awaitable[_T]], *, budgeted: bool = True
+        self,
+        dependency: str,
+        operation: Callable[[], Awaitable[_T]],
+        *,
+        name: str = "",
+        budgeted: bool = True,
     ) -> _T:
         """``operation()``'s result, retrying while it raises DependencyUnavailable.
 
+        ``name`` says what the operation does ("save", "lookup"): its budget is measured
+        against the same operation serving other events, since a database that answers
+        reads while refusing writes serves no event that needs a write.
         ``budgeted=False`` for parking an event on the DLQ, which must never give up.
         Raises RetryBudgetExhausted when the budget is spent; lets anything else through.
         """
@@ -54,7 +62,7 @@ class DependencyRetry:
                     result = await operation()
                 except DependencyUnavailable as exc:
                     failures += 1
-                    served = self.gate.served_seconds(exc.dependency)
+                    served = self.gate.served_seconds(exc.dependency, name)
                     if served_at_start is None:
                         served_at_start = served
                     blamed = served - served_at_start  # failing while others were served
@@ -74,7 +82,7 @@ class DependencyRetry:
                     )
                     await self.sleep(self.policy.delay(failures, self.rng))
                     continue
-                self.gate.succeeded(dependency, retrier)
+                self.gate.succeeded(dependency, retrier, name)
                 return result
         finally:
             # Whatever ended the retry (success, poison, budget, cancellation), this event

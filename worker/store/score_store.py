@@ -13,7 +13,7 @@ from sqlalchemy import select
 from sqlalchemy.engine import URL
 from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine
 
-from worker.observability.metrics import DB_TRANSACTION_DURATION, DEPENDENCY_UP
+from worker.observability.metrics import DB_TRANSACTION_DURATION
 from worker.scoring.memory_score import ConversationScore
 from worker.settings import Settings
 from worker.store import reads
@@ -157,13 +157,15 @@ class ScoreStore:
 
     @asynccontextmanager
     async def _translated(self) -> AsyncIterator[None]:
-        """Connection-level errors become StoreUnavailable; DEPENDENCY_UP follows."""
+        """Connection-level errors become StoreUnavailable.
+
+        memscore_dependency_up is the consumer's DependencyGate's to set: a readiness
+        ping that succeeds while every save fails must not say PostgreSQL is up.
+        """
         try:
             yield
         except Exception as exc:
             unavailable = store_unavailable(exc, redact=self._redact)
             if unavailable is None:
                 raise
-            DEPENDENCY_UP.labels("postgres").set(0)
             raise unavailable from exc
-        DEPENDENCY_UP.labels("postgres").set(1)
