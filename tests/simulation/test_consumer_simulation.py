@@ -21,6 +21,7 @@ import json
 import os
 from collections import Counter
 
+import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
@@ -34,7 +35,9 @@ from tests.simulation.harness import (
     simulate,
 )
 from tests.simulation.virtual_time import run_virtual
+from worker.consumer.dead_letters import DeadLetterQueue
 from worker.consumer.messages import result_event_id
+from worker.errors import FatalError
 from worker.retry import RetryPolicy
 
 #: What each kind of event must end as: stored, or parked with one of these classes.
@@ -373,3 +376,21 @@ def test_a_read_only_database_is_an_outage_for_saves_even_while_reads_succeed() 
     check_invariants(schedule, result)
     assert result.broker.produced[DLQ] == []
     assert len(result.store.runs) == 12
+
+
+def test_a_task_that_dies_stops_the_worker_instead_of_freezing_its_partition(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    # A bug in the error path itself (here: parking raises) kills the event's task.
+    # Its partition could never commit past it again while the probes stayed green.
+    async def broken_park(self: DeadLetterQueue, record: object, error: object) -> None:
+        raise RuntimeError("a bug in the DLQ path")
+
+    monkeypatch.setattr(DeadLetterQueue, "park", broken_park)
+    schedule = Schedule(
+        records=[Placement(0, None), Placement(0, EventSpec("g", None, EventScript()))],
+        partitions=1,
+        faults=FaultPlan(),
+    )
+    with pytest.raises(FatalError, match="task died"):
+        run_virtual(simulate(schedule))
