@@ -189,7 +189,7 @@ async def test_result_names_the_event_and_the_scorer_version() -> None:
     assert (result.event_id, result.conversation_id, result.scorer_version) == (
         "evt-1",
         "conv-1",
-        "1",
+        "2",
     )
 
 
