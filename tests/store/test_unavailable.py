@@ -14,7 +14,7 @@ from sqlalchemy.ext.asyncio import create_async_engine
 from devstack.postgres import EmbeddedPostgres
 from tests.store.results import make_result
 from worker.errors import StoreUnavailable
-from worker.observability.metrics import REGISTRY
+from worker.observability.metrics import DEPENDENCY_UP, REGISTRY
 from worker.store import SaveOutcome, ScoreStore, async_database_url
 
 PASSWORD = "hunter2-Secret"
@@ -32,12 +32,15 @@ def _sample(name: str, labels: dict[str, str]) -> float:
 
 
 async def test_ping_against_a_closed_port_is_store_unavailable_without_the_password() -> None:
+    DEPENDENCY_UP.labels("postgres").set(1)  # as the gate leaves it while saves succeed
     async with ScoreStore.connect(_closed_port_url(), connect_timeout=5) as store:
         with pytest.raises(StoreUnavailable) as caught:
             await store.ping()
 
     assert "ConnectionRefusedError" in caught.value.message
     assert PASSWORD not in caught.value.message
+    # The consumer's gate owns memscore_dependency_up: a readiness ping never moves it.
+    assert _sample("memscore_dependency_up", {"dependency": "postgres"}) == 1.0
 
 
 async def test_save_against_a_closed_port_is_store_unavailable_and_counted_as_error() -> None:

@@ -80,3 +80,19 @@ def test_failures_alone_never_count_as_served_time() -> None:
         gate.failed("vllm", "a")
         gate.failed("vllm", "b")
     assert gate.served_seconds("vllm") == 0.0
+
+
+def test_the_gate_alone_sets_the_dependency_gauge() -> None:
+    from worker.observability.metrics import REGISTRY
+
+    def up() -> float | None:
+        return REGISTRY.get_sample_value("memscore_dependency_up", {"dependency": "gate-test"})
+
+    clock = Clock()
+    gate = DependencyGate(clock)
+    gate.failed("gate-test", "a")
+    gate.failed("gate-test", "b")
+    assert up() == 0.0
+    clock.now = 1.0
+    gate.succeeded("gate-test", "c")
+    assert up() == 1.0
