@@ -205,16 +205,15 @@ class ConsumerLoop:
         return (1, True) if now >= self._next_probe else (0, False)
 
     def _apply_backpressure(self, *, pause: bool) -> None:
-        should_pause = pause
         assignment = self.consumer.assignment()
-        if should_pause and assignment:
+        if pause and assignment:
             self.consumer.pause(*assignment)
         elif self._paused and assignment:
             self.consumer.resume(*assignment)
-        if should_pause != self._paused:
-            log.debug("intake paused" if should_pause else "intake resumed")
-        self._paused = should_pause
-        metrics.CONSUMER_PAUSED.set(int(should_pause))
+        if pause != self._paused:
+            log.debug("intake paused" if pause else "intake resumed")
+        self._paused = pause
+        metrics.CONSUMER_PAUSED.set(int(pause))
 
     # --- commits and lag -------------------------------------------------------
     async def _commit(self, partitions: set[TopicPartition]) -> None:
