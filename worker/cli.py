@@ -45,7 +45,7 @@ def _build_parser() -> argparse.ArgumentParser:
     score.add_argument("--format", choices=("table", "json"), default="table")
     score.add_argument(
         "--strategy",
-        choices=("loo", "hierarchical", "surrogate", "auto"),
+        choices=("loo", "hierarchical", "surrogate", "hybrid", "auto"),
         help="which ablations to send (default: MEMSCORE_STRATEGY, else loo)",
     )
     score.add_argument(

@@ -93,7 +93,7 @@ class Settings(BaseSettings):
     noise_floor: float = Field(default=0.0, ge=0)
     # Which ablations to send (worker/scoring/strategies): exact leave-one-out, or a
     # cheaper estimate of it. auto is LOO whenever LOO fits the cap below.
-    strategy: Literal["loo", "hierarchical", "surrogate", "auto"] = "loo"
+    strategy: Literal["loo", "hierarchical", "surrogate", "hybrid", "auto"] = "loo"
     # Prompt tokens one conversation may spend, baseline included; unset: no cap. A
     # conversation over it is scored as well as the cap allows and marked capped.
     max_prompt_tokens_per_conversation: int | None = Field(default=None, ge=1)
@@ -106,6 +106,11 @@ class Settings(BaseSettings):
     surrogate_ablations: int = Field(default=32, ge=1, le=4096)
     surrogate_removal_probability: float = Field(default=0.5, gt=0, lt=1)
     surrogate_alpha_ratio: float = Field(default=0.01, ge=0, le=1)
+    # hybrid: surrogate masks sent to find the memories that matter (under a cap, at most
+    # half the requests it allows), and the share of the estimated importance from which
+    # a memory gets its exact LOO row (each response's two largest entries always do).
+    hybrid_masks: int = Field(default=16, ge=1, le=4096)
+    hybrid_refine_share: float = Field(default=0.02, ge=0, le=1)
 
     # --- process ---------------------------------------------------------------
     http_host: str = "0.0.0.0"  # noqa: S104 - the metrics port must be reachable by Prometheus

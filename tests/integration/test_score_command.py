@@ -145,7 +145,7 @@ def test_synthetic_server_scores_json(tmp_path: Path, synthetic_model_url: str) 
     assert len(body["matrix"]) == 4
 
 
-@pytest.mark.parametrize("strategy", ["hierarchical", "surrogate", "auto"])
+@pytest.mark.parametrize("strategy", ["hierarchical", "surrogate", "hybrid", "auto"])
 def test_strategy_flag_chooses_the_strategy(
     tmp_path: Path, synthetic_model_url: str, strategy: str
 ) -> None:

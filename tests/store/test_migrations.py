@@ -35,12 +35,17 @@ async def _inspect(url: str) -> tuple[set[str], list[object]]:
 
 
 async def test_upgrade_downgrade_upgrade_ends_with_the_model_schema(database_url: str) -> None:
-    assert await asyncio.to_thread(upgrade_schema, database_url) == ["0001", "0002", "0003"]
-    assert await asyncio.to_thread(downgrade_schema, database_url) == ["0003", "0002", "0001"]
+    assert await asyncio.to_thread(upgrade_schema, database_url) == ["0001", "0002", "0003", "0004"]
+    assert await asyncio.to_thread(downgrade_schema, database_url) == [
+        "0004",
+        "0003",
+        "0002",
+        "0001",
+    ]
     tables_after_downgrade, _ = await _inspect(database_url)
     assert tables_after_downgrade == set()
 
-    assert await asyncio.to_thread(upgrade_schema, database_url) == ["0001", "0002", "0003"]
+    assert await asyncio.to_thread(upgrade_schema, database_url) == ["0001", "0002", "0003", "0004"]
 
     assert await _inspect(database_url) == (TABLES, [])
 
@@ -52,7 +57,7 @@ async def test_upgrading_a_database_at_head_applies_nothing(database_url: str) -
 
 
 def test_the_history_starts_clean_with_one_head() -> None:
-    assert head_revision() == "0003"
+    assert head_revision() == "0004"
 
 
 def test_the_repository_alembic_ini_is_found_from_any_directory(
@@ -118,7 +123,7 @@ async def test_0003_downgrades_with_estimated_runs_stored(database_url: str) -> 
         "UPDATE memory_scores SET row_kind = 'estimated'",
     )
 
-    assert await asyncio.to_thread(downgrade_schema, database_url, "0002") == ["0003"]
+    assert await asyncio.to_thread(downgrade_schema, database_url, "0002") == ["0004", "0003"]
     assert await _execute(database_url, "SELECT memory_key FROM memory_scores") == [("k",)]
 
 
@@ -128,3 +133,25 @@ async def test_an_unknown_strategy_is_refused_by_the_schema(database_url: str) -
     await asyncio.to_thread(upgrade_schema, database_url)
     with pytest.raises(IntegrityError, match="ck_scoring_runs_strategy"):
         await _execute(database_url, _RUN_AT_0002, "UPDATE scoring_runs SET strategy = 'auto'")
+
+
+async def test_0004_downgrades_hybrid_runs_to_surrogate_keeping_exact_rows(
+    database_url: str,
+) -> None:
+    await asyncio.to_thread(upgrade_schema, database_url)
+    await _execute(
+        database_url,
+        _RUN_AT_0002,
+        _MEMORY_AT_0002,
+        "UPDATE scoring_runs SET strategy = 'hybrid'",
+    )
+
+    assert await asyncio.to_thread(downgrade_schema, database_url, "0003") == ["0004"]
+    assert await _execute(
+        database_url,
+        "SELECT r.strategy, m.row_kind FROM scoring_runs r JOIN memory_scores m ON m.run_id = r.id",
+    ) == [("surrogate", "exact")]
+    from sqlalchemy.exc import IntegrityError
+
+    with pytest.raises(IntegrityError, match="ck_scoring_runs_strategy"):
+        await _execute(database_url, "UPDATE scoring_runs SET strategy = 'hybrid'")

@@ -6,7 +6,7 @@ import pytest
 
 from worker.errors import FatalError
 from worker.inference.scorer import ScoringOptions
-from worker.scoring.strategies import Auto, Hierarchical, LeaveOneOut, Surrogate
+from worker.scoring.strategies import Auto, Hierarchical, Hybrid, LeaveOneOut, Surrogate
 from worker.settings import load_settings
 
 
@@ -33,6 +33,17 @@ def test_hierarchical_knobs_come_from_the_environment(monkeypatch: pytest.Monkey
     assert options.strategy == Hierarchical(threshold=2.5, branching=4)
 
 
+def test_hybrid_knobs_come_from_the_environment(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv("MEMSCORE_STRATEGY", "hybrid")
+    monkeypatch.setenv("MEMSCORE_HYBRID_MASKS", "24")
+    monkeypatch.setenv("MEMSCORE_HYBRID_REFINE_SHARE", "0.05")
+    monkeypatch.setenv("MEMSCORE_SURROGATE_ALPHA_RATIO", "0.02")
+    options = ScoringOptions.from_settings(load_settings())
+    assert options.strategy == Hybrid(
+        surrogate=Surrogate(ablations=24, alpha_ratio=0.02), refine_share=0.05
+    )
+
+
 def test_auto_carries_the_configured_strategies(monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.setenv("MEMSCORE_STRATEGY", "auto")
     monkeypatch.setenv("MEMSCORE_MAX_PROMPT_TOKENS_PER_CONVERSATION", "100000")
@@ -47,6 +58,8 @@ def test_auto_carries_the_configured_strategies(monkeypatch: pytest.MonkeyPatch)
         ("MEMSCORE_MAX_PROMPT_TOKENS_PER_CONVERSATION", "0"),
         ("MEMSCORE_HIERARCHICAL_BRANCHING", "1"),
         ("MEMSCORE_SURROGATE_REMOVAL_PROBABILITY", "1"),
+        ("MEMSCORE_HYBRID_MASKS", "0"),
+        ("MEMSCORE_HYBRID_REFINE_SHARE", "2"),
     ],
 )
 def test_a_bad_strategy_setting_is_fatal_and_named(

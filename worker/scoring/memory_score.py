@@ -10,10 +10,11 @@ import numpy.typing as npt
 
 Metric = Literal["drop", "net"]
 #: Which strategy chose the ablations and turned their answers into the matrix.
-StrategyName = Literal["loo", "hierarchical", "surrogate"]
+StrategyName = Literal["loo", "hierarchical", "surrogate", "hybrid"]
 #: How a memory's row was obtained. ``exact``: its own leave-one-out ablation was
 #: measured. ``estimated``: inferred from ablations that left out several memories at
-#: once (the surrogate's fit, or a group the hierarchy could not refine within the cap).
+#: once (the surrogate's fit, the hybrid's memories it did not refine, or a group the
+#: hierarchy could not refine within the cap).
 #: ``pruned``: the hierarchy left out a group holding it and no response moved by more
 #: than the threshold, so the row is 0 without a request of its own. ``skipped``: the
 #: memory comes after the last response, so no response can depend on it: exactly 0,

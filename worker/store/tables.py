@@ -66,7 +66,7 @@ scoring_runs = Table(
     # The idempotency key: a redelivered event conflicts here and changes nothing.
     UniqueConstraint("event_source", "event_id"),
     CheckConstraint("metric IN ('drop', 'net')", name="metric"),
-    CheckConstraint("strategy IN ('loo', 'hierarchical', 'surrogate')", name="strategy"),
+    CheckConstraint("strategy IN ('loo', 'hierarchical', 'surrogate', 'hybrid')", name="strategy"),
     CheckConstraint(
         "memory_count >= 0 AND response_count >= 0 AND request_count >= 0 "
         "AND prompt_tokens >= 0 AND response_tokens >= 0 AND duration_seconds >= 0",

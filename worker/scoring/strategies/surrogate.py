@@ -23,6 +23,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 
 import numpy as np
+import numpy.typing as npt
 
 from worker.scoring.memory_score import MemoryScore, RowKind
 from worker.scoring.strategies.base import (
@@ -56,32 +57,43 @@ class Surrogate:
     def plan(self, conversation: Conversation, answers: Answers, budget: int) -> list[Ablation]:
         return unanswered(self.masks(conversation), answers, budget)
 
-    def score(self, conversation: Conversation, answers: Answers) -> MemoryScore:
+    def estimate(
+        self, conversation: Conversation, answers: Answers, masks: list[Ablation]
+    ) -> npt.NDArray[np.float64] | None:
+        """The fitted matrix from the answered ``masks``; None when none left anything out."""
+        answered = [BASELINE] + [mask for mask in masks if mask in answers]
+        if not any(answered[1:]):
+            return None
         matrix = conversation.zero_matrix()
+        scorable = conversation.scorable
+        x = np.array([[p in mask for p in scorable] for mask in answered], dtype=np.float64)
+        y = np.array(
+            [
+                conversation.row(mask, answers)
+                if mask
+                else np.zeros(len(conversation.response_entry_indices))
+                for mask in answered
+            ]
+        )
+        entries = np.array([conversation.memory_entry_indices[p] for p in scorable])
+        for j, response in enumerate(conversation.response_entry_indices):
+            features = np.flatnonzero(entries < response)  # causal zeros stay exact
+            if not features.size:
+                continue
+            xs = x[:, features]
+            alpha = self.alpha_ratio * alpha_max(xs, y[:, j])
+            weights, _ = lasso(xs, y[:, j], alpha, positive=conversation.metric == "drop")
+            matrix[np.array(scorable)[features], j] = weights
+        return matrix
+
+    def score(self, conversation: Conversation, answers: Answers) -> MemoryScore:
         kinds: list[RowKind] = conversation.initial_kinds()
         masks = self.masks(conversation)
-        answered = [BASELINE] + [mask for mask in masks if mask in answers]
-        scorable = conversation.scorable
-        if any(answered[1:]):  # at least one request left something out
-            x = np.array([[p in mask for p in scorable] for mask in answered], dtype=np.float64)
-            y = np.array(
-                [
-                    conversation.row(mask, answers)
-                    if mask
-                    else np.zeros(len(conversation.response_entry_indices))
-                    for mask in answered
-                ]
-            )
-            entries = np.array([conversation.memory_entry_indices[p] for p in scorable])
-            for j, response in enumerate(conversation.response_entry_indices):
-                features = np.flatnonzero(entries < response)  # causal zeros stay exact
-                if not features.size:
-                    continue
-                xs = x[:, features]
-                alpha = self.alpha_ratio * alpha_max(xs, y[:, j])
-                weights, _ = lasso(xs, y[:, j], alpha, positive=conversation.metric == "drop")
-                matrix[np.array(scorable)[features], j] = weights
-            for position in scorable:
+        matrix = self.estimate(conversation, answers, masks)
+        if matrix is None:
+            matrix = conversation.zero_matrix()
+        else:
+            for position in conversation.scorable:
                 kinds[position] = "estimated"
         capped = any(mask and mask not in answers for mask in masks)
         return conversation.memory_score(

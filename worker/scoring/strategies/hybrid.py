@@ -1,0 +1,98 @@
+"""Hybrid: the surrogate's random ablations find the memories that matter, then each of
+those gets its exact leave-one-out row.
+
+Round 1 sends the surrogate's first ``masks`` seeded masks (under a cap, at most half
+the requests the cap allows) and fits its sparse linear model (surrogate.py). The
+candidates are the memories whose estimated importance (the absolute row sum) is at
+least ``refine_share`` of the estimated total, and each response's ``per_response``
+largest estimated entries. Round 2 leaves out each candidate alone, largest estimate
+first, while the cap lasts: their rows are ``exact``. Every other memory some response
+comes after keeps the surrogate's estimate (``estimated``), which is small by
+construction: a memory is left unrefined only because the fit found little of it.
+
+So the rows that carry the importance are LOO's own (a redundant pair included: each
+member gets its LOO row, ~0 when the other still carries the fact), and the cost is
+masks + candidates requests whatever N is: 16 masks + ~8 candidates at N = 64 is ~0.38
+of LOO's requests (BENCHMARKS.md, "Scoring strategies"). A memory the fit missed (a
+zero weight) is not refined: that is the estimate's one way to be wrong.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+
+import numpy as np
+import numpy.typing as npt
+
+from worker.scoring.memory_score import MemoryScore, RowKind
+from worker.scoring.strategies.base import Ablation, Answers, Conversation, unanswered
+from worker.scoring.strategies.surrogate import Surrogate
+
+
+@dataclass(frozen=True)
+class Hybrid:
+    #: Finds the candidates: its ``ablations`` is the number of masks sent (16 by default).
+    surrogate: Surrogate = field(default_factory=lambda: Surrogate(ablations=16))
+    #: A memory whose estimated importance is at least this share of the total is refined.
+    refine_share: float = 0.02
+    #: And so are each response's this many largest estimated entries.
+    per_response: int = 2
+    name = "hybrid"
+
+    def __post_init__(self) -> None:
+        if not 0 <= self.refine_share <= 1 or self.per_response < 0:
+            raise ValueError("0 <= refine_share <= 1 and per_response >= 0")
+
+    def masks(self, conversation: Conversation) -> list[Ablation]:
+        """The surrogate's masks this conversation sends: under a cap, half its requests."""
+        masks = self.surrogate.masks(conversation)
+        budget = conversation.request_budget
+        if budget is not None:
+            masks = masks[: max(1, budget - budget // 2)]
+        return masks
+
+    def candidates(
+        self, conversation: Conversation, estimate: npt.NDArray[np.float64] | None
+    ) -> list[int]:
+        """The memories to measure exactly, most important (by the estimate) first."""
+        if estimate is None:  # no mask left anything out: nothing to rank by, measure all
+            return list(conversation.scorable)
+        importance = np.abs(estimate).sum(axis=1)
+        total = float(importance.sum())
+        if total <= 0:
+            return []
+        chosen = {int(p) for p in np.flatnonzero(importance >= self.refine_share * total)}
+        for column in np.abs(estimate).T:
+            top = np.argsort(-column, kind="stable")[: self.per_response]
+            chosen.update(int(p) for p in top if column[p] > 0)
+        return sorted(chosen, key=lambda p: (-importance[p], p))
+
+    def _masks_done(self, masks: list[Ablation], answers: Answers) -> bool:
+        return all(not mask or mask in answers for mask in masks)
+
+    def plan(self, conversation: Conversation, answers: Answers, budget: int) -> list[Ablation]:
+        masks = self.masks(conversation)
+        if not self._masks_done(masks, answers):
+            return unanswered(masks, answers, budget)
+        estimate = self.surrogate.estimate(conversation, answers, masks)
+        wanted = (frozenset({p}) for p in self.candidates(conversation, estimate))
+        return unanswered(wanted, answers, budget)
+
+    def score(self, conversation: Conversation, answers: Answers) -> MemoryScore:
+        kinds: list[RowKind] = conversation.initial_kinds()
+        masks = self.masks(conversation)
+        estimate = self.surrogate.estimate(conversation, answers, masks)
+        matrix = conversation.zero_matrix() if estimate is None else estimate.copy()
+        for position in conversation.scorable:
+            single = frozenset({position})
+            if single in answers:
+                matrix[position] = conversation.row(single, answers)
+                kinds[position] = "exact"
+            elif estimate is not None:
+                kinds[position] = "estimated"
+        capped = (
+            len(masks) < self.surrogate.ablations
+            or not self._masks_done(masks, answers)
+            or any(frozenset({p}) not in answers for p in self.candidates(conversation, estimate))
+        )
+        return conversation.memory_score(answers, matrix, kinds, strategy="hybrid", capped=capped)
