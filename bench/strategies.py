@@ -39,6 +39,7 @@ from worker.scoring import ConversationScore, MemoryScore
 from worker.scoring.strategies import (
     Auto,
     Hierarchical,
+    Hybrid,
     LeaveOneOut,
     Strategy,
     Surrogate,
@@ -48,15 +49,16 @@ AUTO_CAP_SHARE = 0.4
 IMPORTANT_SHARE = 0.05
 # (backend, memories, conversations); MEMSCORE_BENCH_QUICK=1 keeps only the small ones.
 # SmolLM2 on 2 shared cores scores ~80-100 prompt tokens/s: N = 64 first (the target),
-# one conversation each above N = 16.
+# two conversations there, one at N = 32.
 GRID: tuple[tuple[str, int, int], ...] = (
-    ("smollm2", 64, 1),
+    ("smollm2", 64, 2),
     ("smollm2", 8, 2),
     ("smollm2", 16, 2),
     ("smollm2", 32, 1),
     ("synthetic", 8, 4),
     ("synthetic", 16, 4),
     ("synthetic", 32, 4),
+    ("synthetic", 48, 4),
     ("synthetic", 64, 4),
     ("synthetic", 128, 3),
     ("synthetic", 256, 2),
@@ -69,6 +71,16 @@ STRATEGIES: dict[str, Strategy] = {
     "surrogate@16": Surrogate(ablations=16),
     "surrogate@24": Surrogate(ablations=24),
     "surrogate@32": Surrogate(ablations=32),
+    "hybrid@8": Hybrid(surrogate=Surrogate(ablations=8)),
+    "hybrid@16": Hybrid(surrogate=Surrogate(ablations=16)),
+    "hybrid@16 5%": Hybrid(surrogate=Surrogate(ablations=16), refine_share=0.05),
+}
+#: Run under a cap of AUTO_CAP_SHARE of what LOO spent: what auto can choose between.
+CAPPED: dict[str, Strategy] = {
+    "auto@40%": Auto(),
+    "hierarchical@1 cap40%": Hierarchical(),
+    "surrogate@32 cap40%": Surrogate(ablations=32),
+    "hybrid@16 cap40%": Hybrid(),
 }
 
 
@@ -160,8 +172,8 @@ async def _conversation(
     for name, strategy in STRATEGIES.items():
         results[name] = await _score(shared, model, event, strategy, None)
     cap = int(AUTO_CAP_SHARE * exact.prompt_tokens)
-    results["auto@40%"] = await _score(shared, model, event, Auto(), cap)
-    results["hierarchical@1 cap40%"] = await _score(shared, model, event, Hierarchical(), cap)
+    for name, strategy in CAPPED.items():
+        results[name] = await _score(shared, model, event, strategy, cap)
     keys = exact.score.memory_keys
     pairs = [(keys.index(a), keys.index(b)) for a, b in case.redundant_pairs]
     members = [p for pair in pairs for p in pair]
@@ -255,7 +267,7 @@ def table(result: Result) -> str:
         "rho(>=5%, no pair)  mass  redundant"
     ]
     for row in result.figures["rows"]:
-        for name in ["auto@40%", "hierarchical@1 cap40%", *STRATEGIES]:
+        for name in [*CAPPED, *STRATEGIES]:
             r = row[name]
             lines.append(
                 f"{row['backend']:<9} {row['memories']:>3}  {name:<21} "

@@ -20,7 +20,7 @@ from worker.inference.client import PromptScores
 from worker.inference.response import parse_prompt_logprobs
 from worker.inference.scorer import ConversationScorer, ScoringOptions
 from worker.observability import metrics
-from worker.scoring.strategies import Auto, Hierarchical, Surrogate
+from worker.scoring.strategies import Auto, Hierarchical, Hybrid, Surrogate
 
 KNOWN, UNKNOWN, OTHER = -0.1, -5.0, -0.5
 LOST = 4.9  # what one word's token loses when its source is left out: KNOWN - UNKNOWN
@@ -101,7 +101,11 @@ class FakeModel:
         """Keys of the memories the baseline sent and this request did not."""
         sent = {m["content"] for m in messages}
         baseline = self.requests[0] if self.requests else messages
-        return [CONTENT_KEYS[m["content"]] for m in baseline if m["content"] not in sent]
+        return [
+            CONTENT_KEYS.get(m["content"], m["content"])
+            for m in baseline
+            if m["content"] not in sent
+        ]
 
     async def prompt_logprobs(
         self, *, model: str, messages: list[dict[str, str]], estimated_tokens: int
@@ -479,3 +483,33 @@ async def test_requests_and_prompt_tokens_are_counted_per_strategy() -> None:
     before = requests._value.get()
     result = await scorer_for(FakeModel(), strategy=Surrogate(ablations=3)).score(EVENT)
     assert requests._value.get() - before == result.requests
+
+
+# Twenty memories, about half the prompt: LOO's ablations are shorter than the baseline,
+# so LOO costs less than (N + 1) baselines, and random masks half as much again.
+MANY = event_of(
+    *[memory(f"m{i}", f"Fact {i}: the user's locker {i} holds thing{i}.") for i in range(20)],
+    message("user", "What does locker 3 hold? " + "Say it plainly, please. " * 10),
+    message("assistant", "It holds thing3."),
+)
+
+
+async def test_auto_never_spends_more_prompt_tokens_than_loo_whatever_the_cap() -> None:
+    loo = await scorer_for(FakeModel()).score(MANY)
+    baseline = (await scorer_for(FakeModel(), max_prompt_tokens=1).score(MANY)).prompt_tokens
+    # Caps from LOO's real cost up to 21 baselines fit LOO, but not 20 ablations budgeted
+    # at the baseline's length: there auto must not spend the cap on a cheaper strategy.
+    assert loo.prompt_tokens < 21 * baseline - 100
+    below = range(loo.prompt_tokens // 3, loo.prompt_tokens, baseline // 2)
+    for cap in [*below, *range(loo.prompt_tokens, 21 * baseline + 1, 5)]:
+        result = await scorer_for(FakeModel(), strategy=Auto(), max_prompt_tokens=cap).score(MANY)
+        assert result.prompt_tokens <= min(cap, loo.prompt_tokens), (cap, result.score.strategy)
+
+
+async def test_hybrid_measures_the_memory_the_answer_rests_on_exactly() -> None:
+    result = await scorer_for(FakeModel(), strategy=Hybrid()).score(MANY)
+    loo = await scorer_for(FakeModel()).score(MANY)
+    assert result.score.strategy == "hybrid"
+    assert result.score.row_kinds[3] == "exact"
+    assert result.score.matrix[3].tolist() == loo.score.matrix[3].tolist()
+    assert result.requests < loo.requests

@@ -6,7 +6,7 @@ import pytest
 
 from tests.unit.strategy_models import SupportModel, conversation, run
 from worker.scoring.strategies import Auto
-from worker.scoring.strategies.auto import SURROGATE_FROM_MEMORIES
+from worker.scoring.strategies.auto import HYBRID_FROM_MEMORIES, SURROGATE_FROM_MEMORIES
 
 
 def chosen(memories: int, budget: int | None) -> str:
@@ -19,7 +19,8 @@ def chosen(memories: int, budget: int | None) -> str:
     [
         (40, None, "loo"),  # no cap: LOO always fits
         (40, 40, "loo"),  # the cap holds every ablation
-        (40, 39, "surrogate"),
+        (HYBRID_FROM_MEMORIES, HYBRID_FROM_MEMORIES - 1, "hybrid"),
+        (HYBRID_FROM_MEMORIES - 1, 3, "surrogate"),
         (SURROGATE_FROM_MEMORIES, 3, "surrogate"),
         (SURROGATE_FROM_MEMORIES - 1, 3, "hierarchical"),
         (4, 0, "hierarchical"),
@@ -40,7 +41,20 @@ def test_auto_never_sends_more_ablations_than_loo(memories: int, budget: int | N
     assert len(result.sent) <= memories
 
 
+@pytest.mark.parametrize("memories", [8, 20, HYBRID_FROM_MEMORIES, 100])
+def test_auto_sends_fewer_ablations_than_loo_even_when_the_cap_would_allow_more(
+    memories: int,
+) -> None:
+    # The executor budgets each ablation at the baseline's length; ablations that leave
+    # out many memories are shorter, so later rounds may be offered more requests than
+    # the cap seemed to allow at first (here: no limit at all after the first plan).
+    c = conversation(range(memories), [memories + 1], request_budget=memories - 1)
+    model = SupportModel([[frozenset({0}), frozenset({memories - 1})]])
+    result = run(Auto(), c, model)
+    assert len(result.sent) <= memories - 1
+
+
 def test_auto_records_the_strategy_it_chose() -> None:
-    c = conversation(range(40), [41], request_budget=10)
+    c = conversation(range(20), [21], request_budget=10)
     result = run(Auto(), c, SupportModel([[frozenset({0})]]), budget=10)
     assert result.score.strategy == "surrogate"

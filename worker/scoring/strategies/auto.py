@@ -2,9 +2,14 @@
 fidelity benchmark (`python -m bench strategies`, BENCHMARKS.md) found most faithful.
 
 Without a cap LOO always fits, so auto is LOO. With one, a conversation whose LOO would
-not fit gets the surrogate (its masks, or as many as the cap allows) when it has at least
-SURROGATE_FROM_MEMORIES memories worth a request, and the hierarchy below that. Either is
-bounded by the cap, which is then below LOO's cost: auto never spends more than LOO.
+not fit gets the hybrid (surrogate masks, then exact rows for the memories they point
+at) when it has at least HYBRID_FROM_MEMORIES memories worth a request, the surrogate
+from SURROGATE_FROM_MEMORIES, and the hierarchy below that.
+
+Auto never spends more than LOO. LOO sends the baseline (L tokens) and one ablation per
+memory, each L minus that memory's tokens; the memories are part of the baseline, so
+LOO costs more than (N + 1) L - L = N L. Whatever auto chooses instead sends at most
+N - 1 ablations, each at most L: at most N L in all.
 """
 
 from __future__ import annotations
@@ -14,17 +19,21 @@ from dataclasses import dataclass, field
 from worker.scoring.memory_score import MemoryScore
 from worker.scoring.strategies.base import Ablation, Answers, Conversation, Strategy
 from worker.scoring.strategies.hierarchical import Hierarchical
+from worker.scoring.strategies.hybrid import Hybrid
 from worker.scoring.strategies.loo import LeaveOneOut
 from worker.scoring.strategies.surrogate import Surrogate
 
 #: From the benchmark: below this many memories the hierarchy beats the surrogate.
 SURROGATE_FROM_MEMORIES = 16
+#: From the benchmark: from this many memories the hybrid beats the surrogate.
+HYBRID_FROM_MEMORIES = 32
 
 
 @dataclass(frozen=True)
 class Auto:
     hierarchical: Hierarchical = field(default_factory=Hierarchical)
     surrogate: Surrogate = field(default_factory=Surrogate)
+    hybrid: Hybrid = field(default_factory=Hybrid)
     loo: LeaveOneOut = field(default_factory=LeaveOneOut)
     name = "auto"
 
@@ -33,12 +42,18 @@ class Auto:
         budget = conversation.request_budget
         if budget is None or budget >= memories:
             return self.loo
+        if memories >= HYBRID_FROM_MEMORIES:
+            return self.hybrid
         if memories >= SURROGATE_FROM_MEMORIES:
             return self.surrogate
         return self.hierarchical
 
     def plan(self, conversation: Conversation, answers: Answers, budget: int) -> list[Ablation]:
-        return self.choose(conversation).plan(conversation, answers, budget)
+        chosen = self.choose(conversation)
+        if chosen is not self.loo:
+            # Fewer ablations than LOO's, so never more tokens (see the module's docstring).
+            budget = min(budget, len(conversation.scorable) - len(answers))
+        return chosen.plan(conversation, answers, max(0, budget))
 
     def score(self, conversation: Conversation, answers: Answers) -> MemoryScore:
         return self.choose(conversation).score(conversation, answers)
