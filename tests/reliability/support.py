@@ -102,26 +102,37 @@ async def partition_ends(bootstrap: str, topic: str) -> dict[int, int]:
 
 
 async def totals_disagreeing(database_url: str) -> list[str]:
-    """Memory keys whose running total differs from the sum of their stored rows."""
+    """Memory keys whose running totals differ from the sums of their stored rows.
+
+    Unscored rows (not measured) count nowhere; rows measured alone (exact, skipped)
+    count in the exact totals too.
+    """
     found = await rows(
         database_url,
         """
         SELECT coalesce(t.memory_key, s.memory_key), t.cumulative_importance, t.runs,
-               s.total, s.n
+               t.exact_importance, t.exact_runs, s.total, s.n, s.exact_total, s.exact_n
         FROM memory_importance t
         FULL OUTER JOIN (
-            SELECT memory_key, sum(importance) AS total, count(*) AS n
-            FROM memory_scores GROUP BY memory_key
+            SELECT memory_key, sum(importance) AS total, count(*) AS n,
+                   coalesce(sum(importance) FILTER (WHERE row_kind IN ('exact', 'skipped')), 0)
+                     AS exact_total,
+                   count(*) FILTER (WHERE row_kind IN ('exact', 'skipped')) AS exact_n
+            FROM memory_scores WHERE row_kind <> 'unscored' GROUP BY memory_key
         ) s ON s.memory_key = t.memory_key
         """,
     )
+
+    def close(a: float | None, b: float | None) -> bool:
+        return a is not None and b is not None and math.isclose(a, b, rel_tol=1e-9, abs_tol=1e-9)
+
     return sorted(
         key
-        for key, cumulative, runs, total, n in found
+        for key, cumulative, runs, exact, exact_runs, total, n, exact_total, exact_n in found
         if runs != n
-        or cumulative is None
-        or total is None
-        or not math.isclose(cumulative, total, rel_tol=1e-9, abs_tol=1e-9)
+        or exact_runs != exact_n
+        or not close(cumulative, total)
+        or not close(exact, exact_total)
     )
 
 

@@ -6,7 +6,7 @@ from collections.abc import Sequence
 
 import numpy as np
 
-from worker.scoring.memory_score import ConversationScore, MemoryScore
+from worker.scoring.memory_score import ConversationScore, MemoryScore, RowKind, StrategyName
 
 
 def make_result(
@@ -16,6 +16,8 @@ def make_result(
     *,
     responses: int = 2,
     conversation_id: str = "conv-1",
+    row_kinds: Sequence[RowKind] = (),
+    strategy: StrategyName = "loo",
 ) -> ConversationScore:
     """A scored event; memory i sits at entry i, response j at entry 100 + j.
 
@@ -35,6 +37,8 @@ def make_result(
         response_entry_indices=tuple(100 + j for j in range(width)),
         response_token_counts=tuple(10 + j for j in range(width)),
         matrix=array,
+        row_kinds=tuple(row_kinds),
+        strategy=strategy,
     )
     return ConversationScore(
         event_id=event_id,

@@ -155,3 +155,24 @@ async def test_0004_downgrades_hybrid_runs_to_surrogate_keeping_exact_rows(
 
     with pytest.raises(IntegrityError, match="ck_scoring_runs_strategy"):
         await _execute(database_url, "UPDATE scoring_runs SET strategy = 'hybrid'")
+
+
+async def test_0004_fills_the_exact_totals_from_the_stored_rows(database_url: str) -> None:
+    await asyncio.to_thread(upgrade_schema, database_url, "0003")
+    await _execute(
+        database_url,
+        _RUN_AT_0002,
+        _MEMORY_AT_0002,
+        "INSERT INTO memory_scores (run_id, memory_index, entry_index, memory_key, importance,"
+        " divergences, row_kind) SELECT id, 1, 1, 'e', 2.0, ARRAY[2.0]::float8[], 'estimated'"
+        " FROM scoring_runs",
+        "INSERT INTO memory_importance VALUES ('k', 1.0, 1, 1.0, now()), ('e', 2.0, 1, 2.0, now())",
+    )
+
+    await asyncio.to_thread(upgrade_schema, database_url)
+
+    assert await _execute(
+        database_url,
+        "SELECT memory_key, cumulative_importance, runs, exact_importance, exact_runs"
+        " FROM memory_importance ORDER BY memory_key",
+    ) == [("e", 2.0, 1, 0.0, 0), ("k", 1.0, 1, 1.0, 1)]

@@ -14,6 +14,7 @@ from sqlalchemy.ext.asyncio import create_async_engine
 
 from tests.store.results import make_result
 from worker.observability.metrics import REGISTRY
+from worker.scoring.memory_score import RowKind
 from worker.store import EventSource, MemoryImportance, SaveOutcome, ScoreStore, async_database_url
 from worker.store.tables import memory_importance, memory_scores, response_scores, scoring_runs
 
@@ -172,6 +173,36 @@ async def test_a_key_repeated_in_one_event_counts_once_with_its_summed_importanc
     assert (totals.cumulative_importance, totals.runs, totals.last_importance) == (1.75, 1, 1.75)
 
 
+async def test_exact_totals_count_only_rows_measured_alone_and_unscored_rows_count_nowhere(
+    store: ScoreStore,
+) -> None:
+    keys = ["m-exact", "m-estimated", "m-skipped", "m-unscored"]
+    matrix = [[1.0, 0.5], [0.25, 0.25], [0.0, 0.0], [0.0, 0.0]]
+    kinds: list[RowKind] = ["exact", "estimated", "skipped", "unscored"]
+    await store.save(make_result("evt-1", keys, matrix, row_kinds=kinds, strategy="hybrid"), None)
+    await store.save(make_result("evt-2", keys, matrix), None)  # every row exact
+
+    totals = {key: await store.memory_importance(key) for key in keys}
+
+    assert {
+        key: (t.cumulative_importance, t.runs, t.exact_importance, t.exact_runs)
+        for key, t in totals.items()
+        if t is not None
+    } == {
+        "m-exact": (3.0, 2, 3.0, 2),
+        "m-estimated": (1.0, 2, 0.5, 1),
+        "m-skipped": (0.0, 2, 0.0, 2),
+        "m-unscored": (0.0, 1, 0.0, 1),  # only evt-2 measured it
+    }
+
+
+async def test_a_run_whose_every_row_is_unscored_adds_no_totals(store: ScoreStore) -> None:
+    kinds: list[RowKind] = ["unscored", "unscored"]
+    await store.save(make_result("evt-1", row_kinds=kinds), None)
+
+    assert await store.top_memories(10) == []
+
+
 async def test_concurrent_events_sharing_keys_neither_deadlock_nor_lose_updates(
     store: ScoreStore,
 ) -> None:
@@ -219,7 +250,7 @@ async def test_an_event_without_memories_or_responses_is_still_recorded(store: S
     assert none is not None
     assert (empty.score.matrix.shape, none.score.matrix.shape) == ((0, 3), (1, 0))
     assert await store.top_memories() == [
-        MemoryImportance("m-a", 0.0, 1, 0.0, none.created_at),
+        MemoryImportance("m-a", 0.0, 1, 0.0, none.created_at, exact_importance=0.0, exact_runs=1),
     ]
 
 

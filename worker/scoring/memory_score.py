@@ -21,6 +21,8 @@ StrategyName = Literal["loo", "hierarchical", "surrogate", "hybrid"]
 #: no request. ``unscored``: the token cap left no request for it; 0 is not a measurement.
 RowKind = Literal["exact", "estimated", "pruned", "skipped", "unscored"]
 ROW_KINDS: tuple[RowKind, ...] = ("exact", "estimated", "pruned", "skipped", "unscored")
+#: The kinds that measure their memory alone.
+MEASURED_ALONE: frozenset[RowKind] = frozenset({"exact", "skipped"})
 
 #: important_memories_for_entry() lists memories scoring above this.
 IMPORTANCE_THRESHOLD = 0.01
@@ -97,7 +99,7 @@ class MemoryScore:
     @property
     def exact(self) -> bool:
         """Is every row a measurement of its own (exact, or a free zero)?"""
-        return all(kind in ("exact", "skipped") for kind in self.row_kinds)
+        return all(kind in MEASURED_ALONE for kind in self.row_kinds)
 
     @property
     def memory_weights(self) -> list[tuple[str, float]]:

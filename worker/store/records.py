@@ -84,6 +84,9 @@ class MemoryImportance:
     runs: int
     last_importance: float
     last_scored_at: datetime
+    #: The totals over the runs that measured this memory alone (row kind exact/skipped).
+    exact_importance: float = 0.0
+    exact_runs: int = 0
 
 
 @dataclass(frozen=True)

@@ -146,7 +146,12 @@ memory_importance = Table(
     Column("runs", BigInteger, nullable=False),
     Column("last_importance", Double, nullable=False),
     Column("last_scored_at", DateTime(timezone=True), nullable=False),
+    # The same totals over the rows measured alone (row_kind exact or skipped): what a
+    # decision about one memory should read when some runs were estimated.
+    Column("exact_importance", Double, nullable=False, server_default=text("0")),
+    Column("exact_runs", BigInteger, nullable=False, server_default=text("0")),
     CheckConstraint("runs > 0", name="runs_positive"),
+    CheckConstraint("exact_runs >= 0 AND exact_runs <= runs", name="exact_runs_within_runs"),
 )
 # Top memories overall: ORDER BY cumulative_importance DESC reads this backwards.
 Index(None, memory_importance.c.cumulative_importance)

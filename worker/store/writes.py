@@ -2,14 +2,14 @@
 
 from __future__ import annotations
 
-from collections.abc import Iterable
+from dataclasses import dataclass
 from datetime import datetime
 
 from sqlalchemy import case, func
 from sqlalchemy.dialects.postgresql import insert
 from sqlalchemy.ext.asyncio import AsyncConnection
 
-from worker.scoring.memory_score import ConversationScore
+from worker.scoring.memory_score import MEASURED_ALONE, ConversationScore, MemoryScore
 from worker.store.records import EventSource, SaveOutcome
 from worker.store.tables import memory_importance, memory_scores, response_scores, scoring_runs
 
@@ -106,26 +106,41 @@ async def insert_result(
                 )
             ],
         )
-    await _add_to_running_totals(conn, importance_by_key(score.memory_weights), created_at)
+    await _add_to_running_totals(conn, totals_by_key(score), created_at)
     return SaveOutcome.STORED
 
 
-def importance_by_key(weights: Iterable[tuple[str, float]]) -> list[tuple[str, float]]:
-    """(key, importance) summed per key and sorted by key.
+@dataclass(frozen=True)
+class KeyTotal:
+    key: str
+    importance: float
+    #: Every row of the key in this run was measured alone.
+    exact: bool
+
+
+def totals_by_key(score: MemoryScore) -> list[KeyTotal]:
+    """One total per memory key of the run, sorted by key; ``unscored`` rows left out.
 
     Summed: ON CONFLICT DO UPDATE cannot touch one row twice in a statement (the
     decoder rejects repeated keys already; this keeps the store correct without it).
     Sorted: every transaction then locks memory_importance rows in the same order,
     so two events sharing keys wait for each other instead of deadlocking.
+    Unscored: the token cap left the row without a measurement; its 0 is not one, so
+    it adds neither importance nor a run.
     """
     totals: dict[str, float] = {}
-    for key, weight in weights:
+    exact: dict[str, bool] = {}
+    for (key, weight), kind in zip(score.memory_weights, score.row_kinds, strict=True):
+        if kind == "unscored":
+            continue
         totals[key] = totals.get(key, 0.0) + weight
-    return sorted(totals.items())
+        # Rows measured alone go into the exact running totals too.
+        exact[key] = exact.get(key, True) and kind in MEASURED_ALONE
+    return [KeyTotal(key, totals[key], exact[key]) for key in sorted(totals)]
 
 
 async def _add_to_running_totals(
-    conn: AsyncConnection, totals: list[tuple[str, float]], scored_at: datetime
+    conn: AsyncConnection, totals: list[KeyTotal], scored_at: datetime
 ) -> None:
     if not totals:
         return
@@ -145,17 +160,21 @@ async def _add_to_running_totals(
                     (newer, new.last_importance), else_=current.last_importance
                 ),
                 "last_scored_at": func.greatest(current.last_scored_at, new.last_scored_at),
+                "exact_importance": current.exact_importance + new.exact_importance,
+                "exact_runs": current.exact_runs + new.exact_runs,
             },
         ),
         # executemany runs the rows in list order, so the row locks are taken in key order.
         [
             {
-                "memory_key": key,
-                "cumulative_importance": importance,
+                "memory_key": total.key,
+                "cumulative_importance": total.importance,
                 "runs": 1,
-                "last_importance": importance,
+                "last_importance": total.importance,
                 "last_scored_at": scored_at,
+                "exact_importance": total.importance if total.exact else 0.0,
+                "exact_runs": int(total.exact),
             }
-            for key, importance in totals
+            for total in totals
         ],
     )
