@@ -12,10 +12,17 @@ VALID and validating later would avoid the scan, but SQLAlchemy's reflection of 
 VALID check constraint breaks Alembic's schema comparison, so the schema stays plain.
 
 ``memory_importance`` gains ``exact_importance`` and ``exact_runs``: the same running
-totals over the rows that measured the memory alone (``row_kind`` exact or skipped), so
-a decision about one memory need not mix estimates in. They are filled from the stored
-rows (one pass over memory_scores); from now on an ``unscored`` row (the token cap left
-it unmeasured) adds neither importance nor a run. Totals stored before keep theirs.
+totals over the runs that measured the memory alone (its rows there ``exact`` or
+``skipped``), so a decision about one memory need not mix estimates in. From now on an
+``unscored`` row (the token cap left it unmeasured) adds neither importance nor a run;
+the totals over every run stored before keep what they counted.
+
+The exact totals are filled from the stored rows: one aggregation over memory_scores,
+while the migration holds its locks on scoring_runs and memory_importance, so workers
+wait to store for as long as it takes: 4 s for a million memory_scores rows on 2 busy
+cores here, so a store of billions wants a maintenance window. Runs whose rows were
+deleted before the upgrade cannot be counted. Stop the old workers before upgrading: a worker
+that predates this revision adds to the totals over every run but not to the exact ones.
 """
 
 from __future__ import annotations
@@ -48,13 +55,17 @@ def upgrade() -> None:
         "memory_importance",
         sa.Column("exact_runs", sa.BigInteger(), server_default=sa.text("0"), nullable=False),
     )
+    # As the worker counts from now on: one run per (key, run), exact when every row of
+    # the key in that run was measured alone.
     op.execute(
         """
         UPDATE memory_importance t
-           SET exact_importance = s.total, exact_runs = LEAST(s.n, t.runs)
-          FROM (SELECT memory_key, sum(importance) AS total, count(*) AS n
-                  FROM memory_scores
-                 WHERE row_kind IN ('exact', 'skipped')
+           SET exact_importance = s.total, exact_runs = s.n
+          FROM (SELECT memory_key, sum(total) AS total, count(*) AS n
+                  FROM (SELECT memory_key, sum(importance) AS total
+                          FROM memory_scores
+                         GROUP BY memory_key, run_id
+                        HAVING bool_and(row_kind IN ('exact', 'skipped'))) per_run
                  GROUP BY memory_key) s
          WHERE s.memory_key = t.memory_key
         """

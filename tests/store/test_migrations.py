@@ -159,14 +159,21 @@ async def test_0004_downgrades_hybrid_runs_to_surrogate_keeping_exact_rows(
 
 async def test_0004_fills_the_exact_totals_from_the_stored_rows(database_url: str) -> None:
     await asyncio.to_thread(upgrade_schema, database_url, "0003")
+    memory_row = (
+        "INSERT INTO memory_scores (run_id, memory_index, entry_index, memory_key, importance,"
+        " divergences, row_kind) SELECT id, {index}, {index}, '{key}', {importance},"
+        " ARRAY[{importance}]::float8[], '{kind}' FROM scoring_runs"
+    )
     await _execute(
         database_url,
         _RUN_AT_0002,
-        _MEMORY_AT_0002,
-        "INSERT INTO memory_scores (run_id, memory_index, entry_index, memory_key, importance,"
-        " divergences, row_kind) SELECT id, 1, 1, 'e', 2.0, ARRAY[2.0]::float8[], 'estimated'"
-        " FROM scoring_runs",
-        "INSERT INTO memory_importance VALUES ('k', 1.0, 1, 1.0, now()), ('e', 2.0, 1, 2.0, now())",
+        _MEMORY_AT_0002,  # 'k': 1.0, exact
+        memory_row.format(index=1, key="e", importance=2.0, kind="estimated"),
+        # 'r' twice in the run: one exact, one estimated row, so the run is not exact.
+        memory_row.format(index=2, key="r", importance=0.5, kind="exact"),
+        memory_row.format(index=3, key="r", importance=0.25, kind="estimated"),
+        "INSERT INTO memory_importance VALUES ('k', 1.0, 1, 1.0, now()),"
+        " ('e', 2.0, 1, 2.0, now()), ('r', 0.75, 1, 0.75, now())",
     )
 
     await asyncio.to_thread(upgrade_schema, database_url)
@@ -175,4 +182,4 @@ async def test_0004_fills_the_exact_totals_from_the_stored_rows(database_url: st
         database_url,
         "SELECT memory_key, cumulative_importance, runs, exact_importance, exact_runs"
         " FROM memory_importance ORDER BY memory_key",
-    ) == [("e", 2.0, 1, 0.0, 0), ("k", 1.0, 1, 1.0, 1)]
+    ) == [("e", 2.0, 1, 0.0, 0), ("k", 1.0, 1, 1.0, 1), ("r", 0.75, 1, 0.0, 0)]

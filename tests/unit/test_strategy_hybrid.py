@@ -72,6 +72,21 @@ def test_a_memory_after_the_last_response_is_never_left_out_and_is_skipped() -> 
     assert result.score.row_kinds[2] == "skipped"
 
 
+def test_even_with_no_share_threshold_a_memory_after_the_last_response_costs_nothing() -> None:
+    conv = conversation([0, 1, 2, 3, 4, 5, 20, 21], [10])
+    model = SupportModel([[frozenset({0}), frozenset({4})]])
+    result = run(Hybrid(refine_share=0.0), conv, model)
+    assert not any(ablation & {6, 7} for ablation in result.sent)
+    assert result.score.row_kinds[6:] == ("skipped", "skipped")
+
+
+@pytest.mark.parametrize(("budget", "masks"), [(1, 1), (2, 1), (3, 2), (10, 5), (11, 6)])
+def test_under_a_cap_the_masks_take_half_the_requests_rounded_up(budget: int, masks: int) -> None:
+    strategy = Hybrid(surrogate=Surrogate(ablations=16))
+    conv = conversation(range(40), [41], request_budget=budget)
+    assert len(strategy.masks(conv)) == masks
+
+
 def test_a_redelivered_event_sends_the_same_requests() -> None:
     conv = flat(40, 3)
     first = run(Hybrid(), conv, sparse_model(40)).sent

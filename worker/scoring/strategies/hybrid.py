@@ -2,13 +2,13 @@
 those gets its exact leave-one-out row.
 
 Round 1 sends the surrogate's first ``masks`` seeded masks (under a cap, at most half
-the requests the cap allows) and fits its sparse linear model (surrogate.py). The
+the requests the cap allows, rounded up) and fits its sparse linear model (surrogate.py). The
 candidates are the memories whose estimated importance (the absolute row sum) is at
 least ``refine_share`` of the estimated total, and each response's ``per_response``
 largest estimated entries. Round 2 leaves out each candidate alone, largest estimate
 first, while the cap lasts: their rows are ``exact``. Every other memory some response
-comes after keeps the surrogate's estimate (``estimated``), which is small by
-construction: a memory is left unrefined only because the fit found little of it.
+comes after keeps the surrogate's estimate (``estimated``): small, since the fit found
+little of it, unless the cap ran out before its turn (the run then says ``capped``).
 
 So the rows that carry the importance are LOO's own (a redundant pair included: each
 member gets its LOO row, ~0 when the other still carries the fact), and the cost is
@@ -44,7 +44,7 @@ class Hybrid:
             raise ValueError("0 <= refine_share <= 1 and per_response >= 0")
 
     def masks(self, conversation: Conversation) -> list[Ablation]:
-        """The surrogate's masks this conversation sends: under a cap, half its requests."""
+        """The masks this conversation sends: under a cap, half its requests, rounded up."""
         masks = self.surrogate.masks(conversation)
         budget = conversation.request_budget
         if budget is not None:
@@ -57,15 +57,19 @@ class Hybrid:
         """The memories to measure exactly, most important (by the estimate) first."""
         if estimate is None:  # no mask left anything out: nothing to rank by, measure all
             return list(conversation.scorable)
-        importance = np.abs(estimate).sum(axis=1)
+        scorable = np.array(conversation.scorable, dtype=np.intp)
+        weights = np.abs(estimate[scorable])  # other rows are 0 and never worth a request
+        importance = weights.sum(axis=1)
         total = float(importance.sum())
         if total <= 0:
             return []
-        chosen = {int(p) for p in np.flatnonzero(importance >= self.refine_share * total)}
-        for column in np.abs(estimate).T:
+        share = (importance >= self.refine_share * total) & (importance > 0)
+        chosen = {int(i) for i in np.flatnonzero(share)}
+        for column in weights.T:
             top = np.argsort(-column, kind="stable")[: self.per_response]
-            chosen.update(int(p) for p in top if column[p] > 0)
-        return sorted(chosen, key=lambda p: (-importance[p], p))
+            chosen.update(int(i) for i in top if column[i] > 0)
+        ranked = sorted(chosen, key=lambda i: (-importance[i], i))
+        return [int(scorable[i]) for i in ranked]
 
     def _masks_done(self, masks: list[Ablation], answers: Answers) -> bool:
         return all(not mask or mask in answers for mask in masks)
