@@ -3,7 +3,8 @@
 Every strategy scores the same conversations (bench/strategy_conversations.py) through the
 worker's own ConversationScorer and InferenceClient against a devstack model server: the
 real SmolLM2-135M (N = 8..64, a few conversations: a forward pass is ~0.3-2 s on 2 cores)
-and the synthetic backend (N up to 256). Identical prompts are answered once and shared
+and the synthetic backend (N up to 256), and real vLLM on the same weights when named
+(MEMSCORE_BENCH_BACKENDS=vllm). Identical prompts are answered once and shared
 between strategies (a deterministic server gives the same answer twice), so the costs
 below are what each strategy would have sent, not what the machine computed.
 
@@ -31,6 +32,8 @@ import numpy as np
 from bench.report import Result, Target, rounded
 from bench.strategy_conversations import BenchConversation, bench_conversation
 from devstack.model_server import running_model_server
+from devstack.vllm_cpu import prepare
+from devstack.vllm_cpu.cli import SERVED_NAME
 from worker.events import ConversationEvent
 from worker.inference.client import ClientConfig, InferenceClient, PromptScores
 from worker.inference.limiter import InflightLimiter
@@ -55,6 +58,9 @@ GRID: tuple[tuple[str, int, int], ...] = (
     ("smollm2", 8, 2),
     ("smollm2", 16, 2),
     ("smollm2", 32, 1),
+    # Real vLLM (vllm-cpu, the same SmolLM2 weights): MEMSCORE_BENCH_BACKENDS=vllm.
+    ("vllm", 64, 1),
+    ("vllm", 16, 1),
     ("synthetic", 8, 4),
     ("synthetic", 16, 4),
     ("synthetic", 32, 4),
@@ -198,7 +204,9 @@ async def _conversation(
     return found
 
 
-async def _backend(url: str, model: str, sizes: list[tuple[int, int]]) -> list[dict[str, Any]]:
+async def _backend(
+    backend: str, url: str, model: str, sizes: list[tuple[int, int]]
+) -> list[dict[str, Any]]:
     limiter = InflightLimiter(4, 1 << 20)
     rows = []
     async with InferenceClient(ClientConfig(base_urls=[url]), limiter) as client:
@@ -208,7 +216,7 @@ async def _backend(url: str, model: str, sizes: list[tuple[int, int]]) -> list[d
                 for s in range(conversations)
             ]
             rows.append({"memories": memories, "conversations": conversations, **_mean(per)})
-            print(f"  {model} N={memories}: {json.dumps(rows[-1])}", file=sys.stderr, flush=True)
+            print(f"  {backend} N={memories}: {json.dumps(rows[-1])}", file=sys.stderr, flush=True)
     return rows
 
 
@@ -233,13 +241,17 @@ def run() -> Result:
     quick = os.environ.get("MEMSCORE_BENCH_QUICK") == "1"
     only = os.environ.get("MEMSCORE_BENCH_BACKENDS", "synthetic,smollm2").split(",")
     rows: list[dict[str, Any]] = []
-    for backend in ("synthetic", "smollm2"):
+    for backend in ("synthetic", "smollm2", "vllm"):
         sizes = [(n, c) for b, n, c in GRID if b == backend and (not quick or n <= 16)]
         if backend not in only or not sizes:
             continue
+        if backend == "vllm":
+            prepare()  # installs vLLM into ~/.cache/memscore the first time
         flags: dict[str, Any] = {"prefill_tokens_per_second": 50_000_000}
+        # Real vLLM serves the SmolLM2 weights under the stand-in's name.
+        model = SERVED_NAME if backend == "vllm" else backend
         with running_model_server(backend, **(flags if backend == "synthetic" else {})) as url:
-            found = asyncio.run(_backend(url, backend, sizes))
+            found = asyncio.run(_backend(backend, url, model, sizes))
         rows += [{"backend": backend, **row} for row in found]
     figures: dict[str, Any] = {"rows": rows}
     large = [r for r in rows if r["memories"] >= 64]
