@@ -23,6 +23,7 @@ def test_one_memory_is_recalled_mid_conversation() -> None:
 def test_strategies_are_compared_with_loo_on_the_synthetic_server(
     synthetic_model_url: str,
 ) -> None:
-    rows = asyncio.run(strategies._backend(synthetic_model_url, "synthetic", [(8, 1)]))
+    rows = asyncio.run(strategies._backend("synthetic", synthetic_model_url, "synthetic", [(8, 1)]))
     row = rows[0]
     assert (row["loo"]["requests"], row["auto@40%"]["tokens_ratio"] <= 0.4) == (9, True)
+    assert row["hybrid@16"]["chose"] == ["hybrid"]
