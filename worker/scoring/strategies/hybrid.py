@@ -2,13 +2,14 @@
 those gets its exact leave-one-out row.
 
 Round 1 sends the surrogate's first ``masks`` seeded masks (under a cap, at most half
-the requests the cap allows, rounded up) and fits its sparse linear model (surrogate.py). The
-candidates are the memories whose estimated importance (the absolute row sum) is at
-least ``refine_share`` of the estimated total, and each response's ``per_response``
-largest estimated entries. Round 2 leaves out each candidate alone, largest estimate
-first, while the cap lasts: their rows are ``exact``. Every other memory some response
-comes after keeps the surrogate's estimate (``estimated``): small, since the fit found
-little of it, unless the cap ran out before its turn (the run then says ``capped``).
+the requests the cap allows, rounded up) and fits its sparse linear model
+(surrogate.py). The candidates are the memories whose estimated importance (the
+absolute row sum) is at least ``refine_share`` of the estimated total, and each
+response's ``per_response`` largest estimated entries. Round 2 leaves out each
+candidate alone, largest estimate first, while the cap lasts: their rows are
+``exact``. Every other memory some response comes after keeps the surrogate's estimate
+(``estimated``): small, since the fit found little of it, unless the cap ran out
+before its turn (the run then says ``capped``).
 
 So the rows that carry the importance are LOO's own (a redundant pair included: each
 member gets its LOO row, ~0 when the other still carries the fact), and the cost is
