@@ -104,6 +104,14 @@ def test_bad_input_is_one_line_and_exit_2(tmp_path: Path, event: object, message
     assert len(result.stderr.strip().splitlines()) == 1
 
 
+@pytest.mark.parametrize("url", ["http://[bad", "ftp://127.0.0.1:1", "http://user:secret@:x"])
+def test_a_bad_server_url_is_one_line_and_exit_2(tmp_path: Path, url: str) -> None:
+    result = score(tmp_path, DOG_EVENT, "--vllm-url", url)
+    assert (result.returncode, result.stderr.count("\n")) == (2, 1)
+    assert "model server URL #1" in result.stderr
+    assert "secret" not in result.stderr
+
+
 def test_missing_file_is_exit_2(tmp_path: Path) -> None:
     result = subprocess.run(
         [sys.executable, "-m", "worker", "score", str(tmp_path / "nope.json")],

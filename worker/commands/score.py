@@ -15,6 +15,7 @@ from pathlib import Path
 from worker.errors import FatalError, MemscoreError, PoisonEventError
 from worker.events import ConversationEvent, decode_event
 from worker.inference.client import ClientConfig, InferenceClient
+from worker.inference.endpoint import endpoints
 from worker.inference.limiter import InflightLimiter
 from worker.inference.scorer import ConversationScorer, ScoringOptions
 from worker.scoring import ConversationScore
@@ -122,6 +123,10 @@ def score_command(
     if model:
         event = event.model_copy(update={"model": model})
     urls = [u.rstrip("/") for u in vllm_urls] if vllm_urls else settings.vllm_urls
+    try:
+        endpoints(urls, failure_threshold=1, reset_seconds=1.0)  # the client's own check
+    except ValueError as exc:  # never quotes the URL: it may hold credentials
+        return _fail(2, f"--vllm-url: {exc}")
     try:
         result = asyncio.run(_score(event, settings, urls))
     except MemscoreError as exc:  # server down, refused, or answered something unusable
