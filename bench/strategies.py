@@ -32,7 +32,6 @@ import numpy as np
 from bench.report import Result, Target, rounded
 from bench.strategy_conversations import BenchConversation, bench_conversation
 from devstack.model_server import running_model_server
-from devstack.vllm_cpu import prepare
 from devstack.vllm_cpu.cli import SERVED_NAME
 from worker.events import ConversationEvent
 from worker.inference.client import ClientConfig, InferenceClient, PromptScores
@@ -245,10 +244,9 @@ def run() -> Result:
         sizes = [(n, c) for b, n, c in GRID if b == backend and (not quick or n <= 16)]
         if backend not in only or not sizes:
             continue
-        if backend == "vllm":
-            prepare()  # installs vLLM into ~/.cache/memscore the first time
         flags: dict[str, Any] = {"prefill_tokens_per_second": 50_000_000}
-        # Real vLLM serves the SmolLM2 weights under the stand-in's name.
+        # Real vLLM (installed into ~/.cache/memscore by its first start) serves the
+        # SmolLM2 weights under the stand-in's name.
         model = SERVED_NAME if backend == "vllm" else backend
         with running_model_server(backend, **(flags if backend == "synthetic" else {})) as url:
             found = asyncio.run(_backend(backend, url, model, sizes))

@@ -131,6 +131,11 @@ def unanswered(wanted: Iterable[Ablation], answers: Answers, budget: int) -> lis
     return chosen
 
 
+def all_answered(ablations: Iterable[Ablation], answers: Answers) -> bool:
+    """Is every ablation answered? (The empty one needs no request: the baseline's.)"""
+    return all(not ablation or ablation in answers for ablation in ablations)
+
+
 def event_seed(event_id: str, event_source: str | None) -> int:
     """A 64-bit seed from an event's identity: the same on every redelivery, every process."""
     digest = hashlib.sha256(f"{event_source or ''}\x00{event_id}".encode()).digest()

@@ -27,7 +27,13 @@ import numpy as np
 import numpy.typing as npt
 
 from worker.scoring.memory_score import MemoryScore, RowKind
-from worker.scoring.strategies.base import Ablation, Answers, Conversation, unanswered
+from worker.scoring.strategies.base import (
+    Ablation,
+    Answers,
+    Conversation,
+    all_answered,
+    unanswered,
+)
 from worker.scoring.strategies.surrogate import Surrogate
 
 
@@ -73,12 +79,9 @@ class Hybrid:
         ranked = sorted(chosen, key=lambda i: (-importance[i], i))
         return [int(scorable[i]) for i in ranked]
 
-    def _masks_done(self, masks: list[Ablation], answers: Answers) -> bool:
-        return all(not mask or mask in answers for mask in masks)
-
     def plan(self, conversation: Conversation, answers: Answers, budget: int) -> list[Ablation]:
         masks = self.masks(conversation)
-        if not self._masks_done(masks, answers):
+        if not all_answered(masks, answers):
             return unanswered(masks, answers, budget)
         estimate = self.surrogate.estimate(conversation, answers, masks)
         wanted = (frozenset({p}) for p in self.candidates(conversation, estimate))
@@ -98,7 +101,7 @@ class Hybrid:
                 kinds[position] = "estimated"
         capped = (
             len(masks) < self.surrogate.ablations
-            or not self._masks_done(masks, answers)
+            or not all_answered(masks, answers)
             or any(frozenset({p}) not in answers for p in self.candidates(conversation, estimate))
         )
         return conversation.memory_score(answers, matrix, kinds, strategy="hybrid", capped=capped)

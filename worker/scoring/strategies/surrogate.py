@@ -31,6 +31,7 @@ from worker.scoring.strategies.base import (
     Ablation,
     Answers,
     Conversation,
+    all_answered,
     unanswered,
 )
 from worker.scoring.strategies.lasso import alpha_max, lasso
@@ -95,7 +96,7 @@ class Surrogate:
         else:
             for position in conversation.scorable:
                 kinds[position] = "estimated"
-        capped = any(mask and mask not in answers for mask in masks)
+        capped = not all_answered(masks, answers)
         return conversation.memory_score(
             answers, matrix, kinds, strategy="surrogate", capped=capped
         )
