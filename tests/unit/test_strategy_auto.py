@@ -6,7 +6,7 @@ import pytest
 
 from tests.unit.strategy_models import SupportModel, conversation, run
 from worker.scoring.strategies import Auto
-from worker.scoring.strategies.auto import HYBRID_FROM_MEMORIES, SURROGATE_FROM_MEMORIES
+from worker.scoring.strategies.auto import HYBRID_FROM_REQUESTS, SURROGATE_FROM_MEMORIES
 
 
 def chosen(memories: int, budget: int | None) -> str:
@@ -19,8 +19,12 @@ def chosen(memories: int, budget: int | None) -> str:
     [
         (40, None, "loo"),  # no cap: LOO always fits
         (40, 40, "loo"),  # the cap holds every ablation
-        (HYBRID_FROM_MEMORIES, HYBRID_FROM_MEMORIES - 1, "hybrid"),
-        (HYBRID_FROM_MEMORIES - 1, 3, "surrogate"),
+        (64, HYBRID_FROM_REQUESTS, "hybrid"),  # the hybrid needs requests, not memories
+        (HYBRID_FROM_REQUESTS + 1, HYBRID_FROM_REQUESTS, "hybrid"),
+        (200, HYBRID_FROM_REQUESTS - 1, "surrogate"),
+        (64, 3, "surrogate"),
+        (20, 11, "hybrid"),  # few memories: over half of them measured exactly
+        (20, 10, "surrogate"),
         (SURROGATE_FROM_MEMORIES, 3, "surrogate"),
         (SURROGATE_FROM_MEMORIES - 1, 3, "hierarchical"),
         (4, 0, "hierarchical"),
@@ -41,7 +45,7 @@ def test_auto_never_sends_more_ablations_than_loo(memories: int, budget: int | N
     assert len(result.sent) <= memories
 
 
-@pytest.mark.parametrize("memories", [8, 20, HYBRID_FROM_MEMORIES, 100])
+@pytest.mark.parametrize("memories", [8, 20, 64, 100])
 def test_auto_sends_fewer_ablations_than_loo_even_when_the_cap_would_allow_more(
     memories: int,
 ) -> None:

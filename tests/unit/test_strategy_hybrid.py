@@ -41,11 +41,43 @@ def test_under_a_cap_half_the_requests_find_candidates_and_the_rest_measure_them
     strategy = Hybrid(surrogate=Surrogate(ablations=16))
     conv = conversation(range(64), [65, 67, 69], request_budget=10)
     result = run(strategy, conv, sparse_model(64), budget=10)
-    masks = strategy.surrogate.masks(conv)[:5]
-    assert result.sent[:5] == masks
+    masks = strategy.surrogate.masks(conv)
+    assert result.sent[:5] == masks[:5]
     assert len(result.sent) <= 10
-    assert all(len(ablation) == 1 for ablation in result.sent[5:])
+    sent_masks = [a for a in result.sent if a in masks]
+    assert sent_masks == masks[: len(sent_masks)]  # in order, and all before any single
+    assert all(len(a) == 1 for a in result.sent[len(sent_masks) :])
     assert result.score.capped
+
+
+def test_requests_spare_over_the_candidates_buy_the_rest_of_the_masks_first() -> None:
+    # 28 requests: 14 masks in round 1 and 9 candidates to measure; the spare buys the
+    # last two masks. (The uncapped hybrid sends 16 masks and 9 singles.)
+    strategy = Hybrid(surrogate=Surrogate(ablations=16))
+    conv = conversation(range(64), [65, 67, 69], request_budget=28)
+    capped = run(strategy, conv, sparse_model(64), budget=28)
+    free = run(strategy, flat(64, 3), sparse_model(64))
+    masks = strategy.surrogate.masks(conv)
+    assert len(strategy.masks(conv)) == 14
+    assert capped.sent[:16] == masks
+    assert all(len(a) == 1 for a in capped.sent[16:])
+    # With every mask and every candidate answered, it is the uncapped hybrid's score.
+    assert not capped.score.capped
+    assert np.array_equal(capped.score.matrix, free.score.matrix)
+
+
+def test_no_more_masks_once_refinement_has_begun() -> None:
+    strategy = Hybrid(surrogate=Surrogate(ablations=16))
+    conv = conversation(range(64), [65, 67, 69], request_budget=12)
+    model = sparse_model(64)
+    first = strategy.masks(conv)
+    answers = {BASELINE: model(BASELINE)} | {m: model(m) for m in first if m}
+    candidates = strategy.candidates(conv, strategy.surrogate.estimate(conv, answers, first))
+    refined = frozenset({candidates[0]})
+    answers[refined] = model(refined)
+    plan = strategy.plan(conv, answers, budget=50)
+    assert plan
+    assert all(len(a) == 1 and a != refined for a in plan)
 
 
 def test_the_candidates_are_measured_largest_estimate_first() -> None:

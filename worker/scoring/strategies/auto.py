@@ -3,8 +3,12 @@ fidelity benchmark (`python -m bench strategies`, BENCHMARKS.md) found most fait
 
 Without a cap LOO always fits, so auto is LOO. With one, a conversation whose LOO would
 not fit gets the hybrid (surrogate masks, then exact rows for the memories they point
-at) when it has at least HYBRID_FROM_MEMORIES memories worth a request, the surrogate
-from SURROGATE_FROM_MEMORIES, and the hierarchy below that.
+at) when the cap allows it at least HYBRID_FROM_REQUESTS requests or more than half as
+many as there are memories, the surrogate when it has at least SURROGATE_FROM_MEMORIES
+memories worth a request, and the hierarchy below that. The hybrid's fidelity rests on
+its request budget more than on N: it needs its masks (16) and a request per candidate
+(about 8 to 10 on the benchmark's conversations), or, with few memories, enough
+requests to measure most of them exactly.
 
 Auto never spends more than LOO. LOO sends the baseline (L tokens) and one ablation per
 memory, each L minus that memory's tokens; the memories are part of the baseline, so
@@ -25,10 +29,10 @@ from worker.scoring.strategies.surrogate import Surrogate
 
 #: From the benchmark (40% cap): below this many memories the hierarchy beats the surrogate.
 SURROGATE_FROM_MEMORIES = 16
-#: From the benchmark (40% cap): from N = 64 the hybrid was the most faithful (top-1 and
-#: Spearman 1.00 on SmolLM2 and synthetic); at N = 32 and 48 the cap leaves it too few
-#: masks (6-9) to find the candidates, and the surrogate did better.
-HYBRID_FROM_MEMORIES = 64
+#: From the benchmark's sweep of N and caps (BENCHMARKS.md): with at least 15 requests,
+#: or more than N / 2, the hybrid was at least as faithful as the surrogate wherever it
+#: ran; with fewer it did worse (its few masks find the wrong candidates).
+HYBRID_FROM_REQUESTS = 15
 
 
 @dataclass(frozen=True)
@@ -44,9 +48,9 @@ class Auto:
         budget = conversation.request_budget
         if budget is None or budget >= memories:
             return self.loo
-        if memories >= HYBRID_FROM_MEMORIES:
-            return self.hybrid
         if memories >= SURROGATE_FROM_MEMORIES:
+            if budget >= HYBRID_FROM_REQUESTS or 2 * budget > memories:
+                return self.hybrid
             return self.surrogate
         return self.hierarchical
 

@@ -1,15 +1,18 @@
 """Hybrid: the surrogate's random ablations find the memories that matter, then each of
 those gets its exact leave-one-out row.
 
-Round 1 sends the surrogate's first ``masks`` seeded masks (under a cap, at most half
-the requests the cap allows, rounded up) and fits its sparse linear model
+Round 1 sends the surrogate's first seeded masks (all of its ``ablations``; under a cap,
+half the requests the cap allows, rounded up) and fits its sparse linear model
 (surrogate.py). The candidates are the memories whose estimated importance (the
 absolute row sum) is at least ``refine_share`` of the estimated total, and each
-response's ``per_response`` largest estimated entries. Round 2 leaves out each
-candidate alone, largest estimate first, while the cap lasts: their rows are
-``exact``. Every other memory some response comes after keeps the surrogate's estimate
-(``estimated``): small, since the fit found little of it, unless the cap ran out
-before its turn (the run then says ``capped``).
+response's ``per_response`` largest estimated entries. Under a cap, the budget left
+over the candidates still to measure then buys the rest of the masks, and the fit and
+the candidates are made again: the executor budgets every request at the baseline's
+length, but a mask leaves out about half the memories, so round 1 usually spends less
+than it was given. The last round leaves out each candidate alone, largest estimate
+first, while the cap lasts: their rows are ``exact``. Every other memory some response
+comes after keeps the surrogate's estimate (``estimated``): small, since the fit found
+little of it, unless the cap ran out before its turn (the run then says ``capped``).
 
 So the rows that carry the importance are LOO's own (a redundant pair included: each
 member gets its LOO row, ~0 when the other still carries the fact), and the cost is
@@ -52,12 +55,24 @@ class Hybrid:
             raise ValueError("0 <= refine_share <= 1 and per_response >= 0")
 
     def masks(self, conversation: Conversation) -> list[Ablation]:
-        """The masks this conversation sends: under a cap, half its requests, rounded up."""
+        """Round 1's masks: under a cap, half its requests, rounded up."""
         masks = self.surrogate.masks(conversation)
         budget = conversation.request_budget
         if budget is not None:
             masks = masks[: max(1, budget - budget // 2)]
         return masks
+
+    def fitted_masks(self, conversation: Conversation, answers: Answers) -> list[Ablation]:
+        """The masks the fit uses: the longest answered run of the surrogate's, from the first.
+
+        Masks are sent in order, round 1's and then more while the cap allows, so this is
+        every mask sent; planning and scoring derive it alike from the answers alone.
+        """
+        masks = self.surrogate.masks(conversation)
+        answered = 0
+        while answered < len(masks) and all_answered(masks[answered : answered + 1], answers):
+            answered += 1
+        return masks[:answered]
 
     def candidates(
         self, conversation: Conversation, estimate: npt.NDArray[np.float64] | None
@@ -80,16 +95,26 @@ class Hybrid:
         return [int(scorable[i]) for i in ranked]
 
     def plan(self, conversation: Conversation, answers: Answers, budget: int) -> list[Ablation]:
-        masks = self.masks(conversation)
-        if not all_answered(masks, answers):
-            return unanswered(masks, answers, budget)
-        estimate = self.surrogate.estimate(conversation, answers, masks)
-        wanted = (frozenset({p}) for p in self.candidates(conversation, estimate))
-        return unanswered(wanted, answers, budget)
+        first = self.masks(conversation)
+        if not all_answered(first, answers):
+            return unanswered(first, answers, budget)
+        fitted = self.fitted_masks(conversation, answers)
+        estimate = self.surrogate.estimate(conversation, answers, fitted)
+        wanted = [frozenset({p}) for p in self.candidates(conversation, estimate)]
+        pending = unanswered(wanted, answers, len(wanted))
+        masks = self.surrogate.masks(conversation)
+        known = set(masks)
+        # Once one memory has been left out alone (no mask does that), the fit is final.
+        refining = any(len(a) == 1 and a not in known for a in answers)
+        more = masks[len(fitted) :]
+        if more and not refining and budget > len(pending):
+            # Spare requests over what the candidates need: more masks, a better fit.
+            return unanswered(more, answers, budget - len(pending))
+        return pending[:budget]
 
     def score(self, conversation: Conversation, answers: Answers) -> MemoryScore:
         kinds: list[RowKind] = conversation.initial_kinds()
-        masks = self.masks(conversation)
+        masks = self.fitted_masks(conversation, answers)
         estimate = self.surrogate.estimate(conversation, answers, masks)
         matrix = conversation.zero_matrix() if estimate is None else estimate.copy()
         for position in conversation.scorable:
@@ -99,9 +124,7 @@ class Hybrid:
                 kinds[position] = "exact"
             elif estimate is not None:
                 kinds[position] = "estimated"
-        capped = (
-            len(masks) < self.surrogate.ablations
-            or not all_answered(masks, answers)
-            or any(frozenset({p}) not in answers for p in self.candidates(conversation, estimate))
+        capped = len(masks) < self.surrogate.ablations or any(
+            frozenset({p}) not in answers for p in self.candidates(conversation, estimate)
         )
         return conversation.memory_score(answers, matrix, kinds, strategy="hybrid", capped=capped)
