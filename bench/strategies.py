@@ -273,7 +273,8 @@ async def _backend(
                 swept += found
                 for row in found:
                     print(f"  {backend} sweep: {json.dumps(row)}", file=sys.stderr, flush=True)
-                cache.clear()  # the prompts of one N are not asked again
+                for key in [k for k in cache if k[0] == memories]:
+                    del cache[key]  # the prompts of this N are not asked again
     return rows, swept
 
 

@@ -106,9 +106,10 @@ class Settings(BaseSettings):
     surrogate_ablations: int = Field(default=32, ge=1, le=4096)
     surrogate_removal_probability: float = Field(default=0.5, gt=0, lt=1)
     surrogate_alpha_ratio: float = Field(default=0.01, ge=0, le=1)
-    # hybrid: surrogate masks sent to find the memories that matter (under a cap, at most
-    # half the requests it allows, rounded up), and the share of the estimated importance
-    # from which a memory gets its exact LOO row (each response's two largest always do).
+    # hybrid: surrogate masks sent to find the memories that matter (under a cap, half the
+    # requests it allows first, then as many more as the candidates leave spare), and the
+    # share of the estimated importance from which a memory gets its exact LOO row (each
+    # response's two largest always do).
     hybrid_masks: int = Field(default=16, ge=1, le=4096)
     hybrid_refine_share: float = Field(default=0.02, ge=0, le=1)
 
