@@ -27,7 +27,7 @@ def test_strategies_are_compared_with_loo_on_the_synthetic_server(
     synthetic_model_url: str,
 ) -> None:
     rows, swept = asyncio.run(
-        strategies._backend("synthetic", synthetic_model_url, "synthetic", [(8, 1)], sweep=False)
+        strategies._backend("synthetic", synthetic_model_url, "synthetic", [(8, 1)])
     )
     row = rows[0]
     assert swept == []

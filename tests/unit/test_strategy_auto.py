@@ -25,6 +25,7 @@ def chosen(memories: int, budget: int | None) -> str:
         (64, 3, "surrogate"),
         (20, 11, "hybrid"),  # few memories: over half of them measured exactly
         (20, 10, "surrogate"),
+        (10, 6, "hierarchical"),  # more than N / 2, but below 16 memories
         (SURROGATE_FROM_MEMORIES, 3, "surrogate"),
         (SURROGATE_FROM_MEMORIES - 1, 3, "hierarchical"),
         (4, 0, "hierarchical"),

@@ -45,7 +45,8 @@ def test_under_a_cap_half_the_requests_find_candidates_and_the_rest_measure_them
     assert result.sent[:5] == masks[:5]
     assert len(result.sent) <= 10
     sent_masks = [a for a in result.sent if a in masks]
-    assert sent_masks == masks[: len(sent_masks)]  # in order, and all before any single
+    assert sent_masks == masks[: len(sent_masks)]  # in order
+    assert result.sent[: len(sent_masks)] == sent_masks  # and all before any single
     assert all(len(a) == 1 for a in result.sent[len(sent_masks) :])
     assert result.score.capped
 
@@ -198,6 +199,16 @@ def test_every_exact_row_is_loos_and_the_cap_holds(
     assert np.array_equal(result.score.matrix[exact], loo.matrix[exact])
     assert budget is None or len(result.sent) <= budget
     assert len(result.sent) <= 16 + memories
+    # Masks first, in the surrogate's order (each once; an empty one is never sent), then
+    # singles only: no mask is bought once refinement has begun (with few memories a mask
+    # may be a single).
+    masks = [m for m in dict.fromkeys(Hybrid().surrogate.masks(conv)) if m]
+    run_of_masks = 0
+    while run_of_masks < min(len(masks), len(result.sent)):
+        if result.sent[run_of_masks] != masks[run_of_masks]:
+            break
+        run_of_masks += 1
+    assert all(len(a) == 1 for a in result.sent[run_of_masks:])
 
 
 def test_refine_share_must_be_a_share() -> None:

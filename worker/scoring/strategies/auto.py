@@ -2,13 +2,13 @@
 fidelity benchmark (`python -m bench strategies`, BENCHMARKS.md) found most faithful.
 
 Without a cap LOO always fits, so auto is LOO. With one, a conversation whose LOO would
-not fit gets the hybrid (surrogate masks, then exact rows for the memories they point
-at) when the cap allows it at least HYBRID_FROM_REQUESTS requests or more than half as
-many as there are memories, the surrogate when it has at least SURROGATE_FROM_MEMORIES
-memories worth a request, and the hierarchy below that. The hybrid's fidelity rests on
-its request budget more than on N: it needs its masks (16) and a request per candidate
-(about 8 to 10 on the benchmark's conversations), or, with few memories, enough
-requests to measure most of them exactly.
+not fit and has at least SURROGATE_FROM_MEMORIES memories worth a request gets the
+hybrid (surrogate masks, then exact rows for the memories they point at) when the cap
+allows it at least HYBRID_FROM_REQUESTS requests or more than half as many as there are
+memories, and the surrogate otherwise; one with fewer memories gets the hierarchy. The
+hybrid's fidelity rests on its request budget more than on N: it needs its masks (16)
+and a request per candidate (about 8 to 10 on the benchmark's conversations), or, with
+few memories, enough requests to measure most of them exactly.
 
 Auto never spends more than LOO. LOO sends the baseline (L tokens) and one ablation per
 memory, each L minus that memory's tokens; the memories are part of the baseline, so

@@ -9,10 +9,13 @@ response's ``per_response`` largest estimated entries. Under a cap, the budget l
 over the candidates still to measure then buys the rest of the masks, and the fit and
 the candidates are made again: the executor budgets every request at the baseline's
 length, but a mask leaves out about half the memories, so round 1 usually spends less
-than it was given. The last round leaves out each candidate alone, largest estimate
-first, while the cap lasts: their rows are ``exact``. Every other memory some response
-comes after keeps the surrogate's estimate (``estimated``): small, since the fit found
-little of it, unless the cap ran out before its turn (the run then says ``capped``).
+than it was given (the fuller fit may name more candidates than are left requests for:
+the largest come first, and the run says ``capped``). Once a candidate has been
+measured no more masks are bought. The last rounds leave out each candidate alone,
+largest estimate first, while the cap lasts: their rows are ``exact``. Every other
+memory some response comes after keeps the surrogate's estimate (``estimated``): small,
+since the fit found little of it, unless the cap ran out before its turn (the run then
+says ``capped``).
 
 So the rows that carry the importance are LOO's own (a redundant pair included: each
 member gets its LOO row, ~0 when the other still carries the fact), and the cost is
@@ -102,11 +105,12 @@ class Hybrid:
         estimate = self.surrogate.estimate(conversation, answers, fitted)
         wanted = [frozenset({p}) for p in self.candidates(conversation, estimate)]
         pending = unanswered(wanted, answers, len(wanted))
-        masks = self.surrogate.masks(conversation)
-        known = set(masks)
-        # Once one memory has been left out alone (no mask does that), the fit is final.
-        refining = any(len(a) == 1 and a not in known for a in answers)
-        more = masks[len(fitted) :]
+        # Once one memory has been left out alone, the fit is final. Masks are sent as one
+        # run from the first, so an answered single outside that run is a refinement (a
+        # mask may leave out one memory too when N is small).
+        sent_masks = set(fitted)
+        refining = any(len(a) == 1 and a not in sent_masks for a in answers)
+        more = self.surrogate.masks(conversation)[len(fitted) :]
         if more and not refining and budget > len(pending):
             # Spare requests over what the candidates need: more masks, a better fit.
             return unanswered(more, answers, budget - len(pending))
