@@ -14,6 +14,7 @@ from typing import Any
 import pytest
 
 from tests.unit import vllm_shapes
+from worker.consumer.processor import _observe as observe_scored
 from worker.errors import ContextLengthError, InferenceUnavailable, MemscoreError
 from worker.events import ConversationEvent
 from worker.inference.client import PromptScores
@@ -483,6 +484,17 @@ async def test_requests_and_prompt_tokens_are_counted_per_strategy() -> None:
     before = requests._value.get()
     result = await scorer_for(FakeModel(), strategy=Surrogate(ablations=3)).score(EVENT)
     assert requests._value.get() - before == result.requests
+
+
+async def test_a_conversations_prompt_size_is_its_baseline_not_its_mean_request() -> None:
+    baseline = (await scorer_for(FakeModel(), max_prompt_tokens=1).score(MANY)).prompt_tokens
+    result = await scorer_for(FakeModel(), strategy=Surrogate(ablations=3)).score(MANY)
+    assert result.baseline_prompt_tokens == baseline
+    assert result.prompt_tokens / result.requests < baseline  # the masks are shorter
+    histogram = metrics.PROMPT_TOKENS_PER_CONVERSATION
+    before = histogram._sum.get()
+    observe_scored(result)
+    assert histogram._sum.get() - before == baseline
 
 
 # Twenty memories, about half the prompt: LOO's ablations are shorter than the baseline,

@@ -148,6 +148,6 @@ def _observe(result: ConversationScore) -> None:
     metrics.MEMORIES_PER_CONVERSATION.observe(len(result.score.memory_keys))
     metrics.PROMPT_TOKENS_SENT.inc(result.prompt_tokens)
     metrics.RESPONSE_TOKENS_SCORED.inc(result.response_tokens)
-    if result.requests:
-        metrics.PROMPT_TOKENS_PER_CONVERSATION.observe(result.prompt_tokens / result.requests)
+    if result.baseline_prompt_tokens:
+        metrics.PROMPT_TOKENS_PER_CONVERSATION.observe(result.baseline_prompt_tokens)
     metrics.LAST_SCORED_TIMESTAMP.set(time.time())

@@ -201,6 +201,7 @@ class ConversationScorer:
             response_tokens=sum(baseline.token_counts),
             duration_seconds=time.perf_counter() - started,
             scorer_version=SCORER_VERSION,
+            baseline_prompt_tokens=length,
         )
 
     async def _request(

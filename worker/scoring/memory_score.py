@@ -157,3 +157,6 @@ class ConversationScore:
     scorer_version: str
     #: CloudEvents source of the event (its id is unique only within it); None if bare.
     event_source: str | None = None
+    #: Prompt tokens of the baseline request (the whole conversation); 0 if none was sent.
+    #: Not prompt_tokens / requests: an ablation is shorter, a random mask much shorter.
+    baseline_prompt_tokens: int = 0
