@@ -54,3 +54,4 @@ def test_the_cap_sweep_runs_auto_beside_what_it_chooses_between(synthetic_model_
     assert (tight["auto"]["chose"], loose["auto"]["chose"]) == (["surrogate"], ["hybrid"])
     assert tight["auto"]["tokens_ratio"] <= 0.25
     assert loose["auto"]["tokens_ratio"] <= 0.75
+    assert 0 < max(tight["auto_tokens_over_cap"], loose["auto_tokens_over_cap"]) <= 1
