@@ -160,10 +160,17 @@ async def test_sigkill_at_many_moments_loses_and_double_counts_nothing(
 
         await eventually(reached, within=120, what=f"{target} stored runs", worker=worker)
 
-    async def nearly_all_stored_after(worker: WorkerProcess, more: int) -> bool:
-        """Waits for ``more`` stored runs; are so few events left that all may be in flight?"""
-        await stored_at_least(worker, more)
-        return await stored_runs(migrated) > EVENTS - INFLIGHT
+    async def kill_inside_transactions(worker: WorkerProcess, note: dict[str, Any]) -> None:
+        async with _importance_locked(migrated):
+
+            async def blocked() -> bool:
+                return await _blocked_transactions(migrated) > 0
+
+            await eventually(blocked, within=30, what="transactions waiting", worker=worker)
+            note["open_transactions"] = await _blocked_transactions(migrated)
+            stored = await stored_runs(migrated)
+            worker.kill()
+        note["stored_while_locked"] = await stored_runs(migrated) - stored
 
     for moment in KILLS:
         worker = make_worker(
@@ -185,22 +192,15 @@ async def test_sigkill_at_many_moments_loses_and_double_counts_nothing(
             await asyncio.sleep(rng.uniform(0.02, 0.2))
             note["drain_finished_first"] = worker.proc is not None and worker.proc.poll() == 0
             worker.kill()
-        elif moment == "transaction" and await nearly_all_stored_after(worker, rng.randint(3, 10)):
-            # The last events may be stored before the lock is taken, and then no
-            # transaction would ever wait on it: kill without the lock.
-            note["too_few_left_to_lock"] = True
-            worker.kill()
         elif moment == "transaction":
-            async with _importance_locked(migrated):
-
-                async def blocked() -> bool:
-                    return await _blocked_transactions(migrated) > 0
-
-                await eventually(blocked, within=30, what="transactions waiting", worker=worker)
-                note["open_transactions"] = await _blocked_transactions(migrated)
-                stored = await stored_runs(migrated)
+            await stored_at_least(worker, rng.randint(3, 10))
+            if await stored_runs(migrated) > EVENTS - INFLIGHT:
+                # The last events may be stored before the lock is taken, and then no
+                # transaction would ever wait on it: kill without the lock.
+                note["too_few_left_to_lock"] = True
                 worker.kill()
-            note["stored_while_locked"] = await stored_runs(migrated) - stored
+            else:
+                await kill_inside_transactions(worker, note)
         else:  # publish
             await stored_at_least(worker, rng.randint(3, 10))
             pid = _pid_of(broker)
