@@ -71,11 +71,7 @@ class Hybrid:
         Masks are sent in order, round 1's and then more while the cap allows, so this is
         every mask sent; planning and scoring derive it alike from the answers alone.
         """
-        masks = self.surrogate.masks(conversation)
-        answered = 0
-        while answered < len(masks) and all_answered(masks[answered : answered + 1], answers):
-            answered += 1
-        return masks[:answered]
+        return _answered_run(self.surrogate.masks(conversation), answers)
 
     def candidates(
         self, conversation: Conversation, estimate: npt.NDArray[np.float64] | None
@@ -101,7 +97,8 @@ class Hybrid:
         first = self.masks(conversation)
         if not all_answered(first, answers):
             return unanswered(first, answers, budget)
-        fitted = self.fitted_masks(conversation, answers)
+        masks = self.surrogate.masks(conversation)
+        fitted = _answered_run(masks, answers)
         estimate = self.surrogate.estimate(conversation, answers, fitted)
         wanted = [frozenset({p}) for p in self.candidates(conversation, estimate)]
         pending = unanswered(wanted, answers, len(wanted))
@@ -110,7 +107,7 @@ class Hybrid:
         # mask may leave out one memory too when N is small).
         sent_masks = set(fitted)
         refining = any(len(a) == 1 and a not in sent_masks for a in answers)
-        more = self.surrogate.masks(conversation)[len(fitted) :]
+        more = masks[len(fitted) :]
         if more and not refining and budget > len(pending):
             # Spare requests over what the candidates need: more masks, a better fit.
             return unanswered(more, answers, budget - len(pending))
@@ -132,3 +129,11 @@ class Hybrid:
             frozenset({p}) not in answers for p in self.candidates(conversation, estimate)
         )
         return conversation.memory_score(answers, matrix, kinds, strategy="hybrid", capped=capped)
+
+
+def _answered_run(masks: list[Ablation], answers: Answers) -> list[Ablation]:
+    """The longest run of ``masks`` from the first that is answered."""
+    for count, mask in enumerate(masks):
+        if not all_answered([mask], answers):
+            return masks[:count]
+    return masks
